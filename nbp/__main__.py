@@ -1,0 +1,3 @@
+from nbp.cli import main
+
+raise SystemExit(main())

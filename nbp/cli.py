@@ -1,0 +1,74 @@
+"""The `nbp` command: a thin dispatcher to one module per subcommand.
+
+Each subcommand module exposes `main(argv: list[str]) -> int` and parses its own
+arguments with jsonargparse (so each takes `--config file.yaml`). Modules are
+imported lazily: `nbp data synthetic` never imports Lightning. This is the one
+place that routes into `lightning_modules` (for `train` and `demo`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from nbp.errors import UserError
+
+# name -> module path, or name -> {subname: module path} for command groups.
+COMMANDS: dict[str, str | dict[str, str]] = {
+    "data": {"synthetic": "nbp.commands.data_synthetic"},
+    "train": "lightning_modules.cli",
+    "tokenize": "nbp.commands.tokenize",
+    "sample": "nbp.commands.sample",
+    "eval": {
+        "fvd": "nbp.commands.eval_fvd",
+        "ucf101": "nbp.commands.eval_ucf101",
+        "k600": "nbp.commands.eval_k600",
+        "recon": "nbp.commands.eval_recon",
+    },
+    "bench": {
+        "data": "nbp.bench.data",
+        "tokenizer": "nbp.bench.tokenizer",
+        "train": "nbp.bench.train",
+        "sampling": "nbp.bench.sampling",
+        "fvd": "nbp.bench.fvd",
+    },
+    "demo": "lightning_modules.demo",
+}
+
+
+def _usage(prefix: str, table: dict) -> str:
+    names = ", ".join(table)
+    return f"usage: {prefix} {{{names}}} ... (run '{prefix} NAME --help' for one command)"
+
+
+def _resolve(argv: list[str]) -> tuple[str, list[str], str]:
+    """Walk the command table; return (module path, remaining argv, command name)."""
+    table: str | dict = COMMANDS
+    prefix = "nbp"
+    while isinstance(table, dict):
+        if not argv or argv[0] in ("-h", "--help"):
+            print(_usage(prefix, table))
+            raise SystemExit(0 if argv else 2)
+        name, argv = argv[0], argv[1:]
+        if name not in table:
+            raise UserError(f"unknown command '{prefix} {name}'; valid: {', '.join(table)}")
+        table, prefix = table[name], f"{prefix} {name}"
+    return table, argv, prefix
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        module_path, rest, prog = _resolve(argv)
+        module = importlib.import_module(module_path)
+        return int(module.main(rest, prog=prog) or 0)
+    except UserError as err:
+        print(f"nbp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
