@@ -1,0 +1,58 @@
+"""AdamW with weight decay on matrix weights only, and a linear-warmup cosine schedule.
+
+Decay follows minGPT (and the reference implementation): only the weights of Linear layers are
+decayed. Biases, norm gains, embeddings and learned position tables are not: shrinking an
+embedding row towards zero just because its token is rare does not regularise anything useful.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def split_decay_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Return (decayed, not decayed) trainable parameters; every parameter lands in exactly one list.
+
+    A weight shared by an Embedding and a Linear (a tied output head) counts as an embedding.
+    """
+    linear_weights, embedding_weights = set(), set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            embedding_weights.add(id(module.weight))
+        elif isinstance(module, nn.Linear):
+            linear_weights.add(id(module.weight))
+    decay, no_decay = [], []
+    for param in model.parameters():  # deduplicates shared parameters
+        if not param.requires_grad:
+            continue
+        is_matrix = id(param) in linear_weights and id(param) not in embedding_weights
+        (decay if is_matrix else no_decay).append(param)
+    return decay, no_decay
+
+
+def build_adamw(model: nn.Module, lr: float, weight_decay: float,
+                betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
+    decay, no_decay = split_decay_parameters(model)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel exists for CUDA tensors only; foreach is the fast path elsewhere.
+    fused = all(p.is_cuda for p in decay + no_decay) and len(decay + no_decay) > 0
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier: 0 -> 1 linearly over `warmup_steps`, then cosine down to `min_ratio`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                        min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_ratio))
