@@ -21,3 +21,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic dataset on disk (UCF-101 layout): 4 videos per class, 17 frames, 32 px, fps 8."""
+    from nbp.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("synthetic"), videos_per_class=4, frames=17, size=32, fps=8, seed=0
+    )
