@@ -1,0 +1,114 @@
+"""Sampling controls: temperature, top-k, top-p and classifier-free guidance.
+
+Every function works on logits of shape (..., V) at once -- in the sampler that is
+(batch x block positions, vocab) -- so a block of 16 tokens costs one sort and
+one draw, never a Python loop over positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nbp.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplingControls:
+    """How logits become tokens.
+
+    temperature 0 means greedy (argmax). top_k None/0 and top_p None/1.0 disable the filters.
+    cfg_scale follows the "1 = unguided" convention: logits = uncond + s * (cond - uncond);
+    cfg_ramp raises the scale linearly from 1 at the first step to cfg_scale at the last.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    cfg_scale: float = 1.0
+    cfg_ramp: bool = False
+
+    def __post_init__(self):
+        if not (self.temperature >= 0.0):
+            raise UserError(f"temperature={self.temperature} is invalid; use a value >= 0 (0 = greedy)")
+        if self.top_k is not None and self.top_k < 0:
+            raise UserError(f"top_k={self.top_k} is invalid; use a positive integer, or 0/None to disable")
+        if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
+            raise UserError(f"top_p={self.top_p} is invalid; use a value in (0, 1], or None to disable")
+        if not (self.cfg_scale >= 0.0):
+            raise UserError(f"cfg_scale={self.cfg_scale} is invalid; use a value >= 0 (1 = no guidance)")
+
+    @property
+    def guided(self) -> bool:
+        """Whether the batch must be doubled with the null condition."""
+        return self.cfg_scale != 1.0
+
+    def scale_at(self, step: int, num_steps: int) -> float:
+        """Guidance scale for decoding step `step` of `num_steps` (0-based)."""
+        if not self.cfg_ramp or num_steps <= 1:
+            return self.cfg_scale
+        return 1.0 + (self.cfg_scale - 1.0) * step / (num_steps - 1)
+
+
+def guide(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance, uncond + scale * (cond - uncond).
+
+    Written as cond + (scale - 1) * (cond - uncond): the same value, but at scale 1
+    it returns the conditional logits bit for bit, so "guided at scale 1" and
+    "unguided" sample exactly the same tokens.
+    """
+    if scale == 1.0:
+        return cond_logits
+    return cond_logits + (scale - 1.0) * (cond_logits - uncond_logits)
+
+
+def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the k largest logits of each row, set the rest to -inf."""
+    if not k or k >= logits.shape[-1]:
+        return logits
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose mass reaches p.
+
+    A token is kept when the mass of the tokens ranked strictly above it is still
+    below p; this always keeps the most likely token and stops right after the
+    cumulative mass first reaches p.
+    """
+    if p is None or p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    sorted_probs = torch.softmax(sorted_logits.float(), dim=-1)
+    mass_above = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    drop_sorted = mass_above >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (the order of the common samplers)."""
+    logits = logits.float()
+    if controls.temperature > 0:
+        logits = logits / controls.temperature
+    logits = top_k_filter(logits, controls.top_k)
+    return top_p_filter(logits, controls.top_p)
+
+
+def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample one token per row of logits (..., V) -> int64 (...).
+
+    Sampling uses the Gumbel-max trick: argmax(logits + Gumbel noise) is an exact
+    draw from softmax(logits). The noise has the full logits shape, so the number of
+    random numbers consumed per step depends only on the shape: two decoders that
+    see the same logits with the same generator draw the same tokens.
+    """
+    filtered = filter_logits(logits, controls)
+    if controls.temperature == 0:
+        return filtered.argmax(dim=-1)
+    noise = torch.empty_like(filtered).exponential_(generator=generator)
+    # An exact 0 draw would give +inf noise and could resurrect a filtered (-inf) token.
+    noise = noise.clamp_min_(torch.finfo(noise.dtype).tiny)
+    return (filtered - noise.log()).argmax(dim=-1)
