@@ -1,0 +1,169 @@
+"""NBPConfig: every setting of the next-block-prediction transformer, validated at construction, with presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from nbp.attention import BACKENDS
+from nbp.blocks import BlockLayout
+from nbp.errors import UserError
+from nbp.masks import FIRST_BLOCK_MODES, MaskSpec
+
+CONDITIONS = ("none", "class", "frames")
+ARCHS = ("reference", "modern")
+
+# Model sizes. base / xl / 3b are the reference implementation's sizes; tiny runs on a CPU.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(n_layer=4, n_head=4, n_embd=128),
+    "base": dict(n_layer=24, n_head=16, n_embd=1536),
+    "xl": dict(n_layer=24, n_head=32, n_embd=2048),
+    "3b": dict(n_layer=32, n_head=32, n_embd=3072),
+}
+
+
+@dataclass
+class NBPConfig:
+    # tokens: the tokenizer's vocabulary and full latent grid (T', H', W'), context frames included
+    vocab_size: int = 64000
+    grid: tuple[int, int, int] = (5, 16, 16)
+    # how the generated grid is cut: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
+    block: tuple[int, int, int] = (1, 1, 16)
+    first_block: str = "start_block"  # or "hybrid": the first block token by token, as in the paper
+    # conditioning
+    condition: str = "class"  # "none" | "class" | "frames"
+    num_classes: int = 101
+    context_frames: int = 0  # latent frames given as the prefix when condition == "frames"
+    p_uncond: float = 0.1  # probability of replacing the condition by the null one in training (for CFG)
+    # transformer
+    n_layer: int = 24
+    n_head: int = 16
+    n_embd: int = 1536
+    arch: str = "reference"  # "reference": LayerNorm, GELU MLP, learned positions; "modern": RMSNorm, SwiGLU, 3D rotary
+    attn_backend: str = "auto"  # "auto" | "sdpa" | "flex" | "xformers"
+    dropout: float = 0.1
+    tie_head: bool = False
+    grad_checkpointing: bool = False
+    compile: bool = False
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        self.grid = tuple(int(v) for v in self.grid)
+        self.block = tuple(int(v) for v in self.block)
+        self._check()
+
+    def _fail(self, field: str, valid: str):
+        raise UserError(f"NBPConfig.{field}={getattr(self, field)!r} is invalid: {valid}")
+
+    def _check(self):
+        if self.vocab_size < 2:
+            self._fail("vocab_size", "need at least 2 token ids")
+        if len(self.grid) != 3 or min(self.grid) < 1:
+            self._fail("grid", "three positive integers (T', H', W')")
+        if len(self.block) != 3 or min(self.block) < 1:
+            self._fail("block", "three positive integers (bt, bh, bw)")
+        if self.first_block not in FIRST_BLOCK_MODES:
+            self._fail("first_block", f"one of {FIRST_BLOCK_MODES}")
+        if self.condition not in CONDITIONS:
+            self._fail("condition", f"one of {CONDITIONS}")
+        if self.condition == "class" and self.num_classes < 1:
+            self._fail("num_classes", "a class-conditional model needs at least one class")
+        if self.condition == "frames":
+            if not 1 <= self.context_frames < self.grid[0]:
+                self._fail("context_frames", f"between 1 and {self.grid[0] - 1} (grid has {self.grid[0]} latent frames)")
+        elif self.context_frames != 0:
+            self._fail("context_frames", "only condition='frames' takes context frames; set 0")
+        if not 0.0 <= self.p_uncond <= 1.0:
+            self._fail("p_uncond", "a probability in [0, 1]")
+        if self.n_layer < 1 or self.n_head < 1:
+            self._fail("n_layer" if self.n_layer < 1 else "n_head", "a positive integer")
+        if self.n_embd % self.n_head:
+            self._fail("n_embd", f"a multiple of n_head={self.n_head}")
+        if self.arch not in ARCHS:
+            self._fail("arch", f"one of {ARCHS}")
+        if self.arch == "modern" and (self.head_dim % 2 or self.head_dim < 6):
+            self._fail("n_embd", "modern arch needs an even head size of at least 6 (rotary over t, h, w)")
+        if self.attn_backend not in BACKENDS:
+            self._fail("attn_backend", f"one of {BACKENDS}")
+        if not 0.0 <= self.dropout < 1.0:
+            self._fail("dropout", "a probability in [0, 1)")
+        # the block must tile the generated grid and the context grid alike
+        generated = (self.grid[0] - self.context_frames, *self.grid[1:])
+        for axis, size, b in zip("THW", generated, self.block):
+            if size % b:
+                self._fail("block", f"each size must divide the generated grid {generated} (axis {axis}: {size})")
+        if self.context_frames % self.block[0]:
+            self._fail("block", f"bt must divide context_frames={self.context_frames}")
+
+    # ------------------------------------------------------------------ derived shapes
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def layout(self) -> BlockLayout:
+        """Layout of the generated tokens (the grid without the context frames)."""
+        return BlockLayout((self.grid[0] - self.context_frames, *self.grid[1:]), self.block)
+
+    @property
+    def context_layout(self) -> BlockLayout | None:
+        """Layout of the context tokens of a frame-conditional model (the prefix), else None."""
+        if self.condition != "frames":
+            return None
+        return BlockLayout((self.context_frames, *self.grid[1:]), self.block)
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens N = (T' - context_frames) * H' * W'."""
+        return self.layout.num_tokens
+
+    @property
+    def block_len(self) -> int:
+        return self.layout.block_len
+
+    @property
+    def prefix_len(self) -> int:
+        if self.condition == "class":
+            return 1
+        if self.condition == "frames":
+            return self.context_layout.num_tokens
+        return 0
+
+    @property
+    def mask_spec(self) -> MaskSpec:
+        return MaskSpec(self.prefix_len, self.block_len, self.layout.num_blocks, self.first_block)
+
+    @property
+    def seq_len(self) -> int:
+        """Training sequence length: prefix + start block + all video blocks but the last."""
+        return self.prefix_len + self.num_tokens
+
+    @property
+    def decode_steps(self) -> int:
+        """Forward passes to generate one video: hybrid fills its first block token by token."""
+        blocks = self.layout.num_blocks
+        return self.block_len + blocks - 1 if self.first_block == "hybrid" else blocks
+
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "NBPConfig":
+        if name not in PRESETS:
+            raise UserError(f"unknown NBP preset {name!r}; valid: {', '.join(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UserError(f"unknown NBPConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grid"], d["block"] = list(self.grid), list(self.block)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NBPConfig":
+        return cls(**d)
+
+    def replace(self, **changes) -> "NBPConfig":
+        return replace(self, **changes)

@@ -1,0 +1,74 @@
+"""Block-causal attention masks for the sequence [condition prefix][start block][video blocks ...].
+
+Rules: prefix tokens see each other; every token sees the prefix; the start
+block is bidirectional ("start_block" mode) or causal ("hybrid" mode: the
+first block is generated token by token); video block k sees the start block
+and video blocks <= k.
+
+All of these rules collapse into one number per position, its *group*: a
+query may attend to a key iff group(key) <= group(query). The prefix is
+group 0, the start block one group (start_block) or one group per token
+(hybrid), and each video block one group. Masks are built once per shape and
+cached; nothing here runs per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+FIRST_BLOCK_MODES = ("start_block", "hybrid")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """The shape of a training sequence: prefix length, block length, number of video blocks, first-block mode.
+
+    The sequence holds prefix_len + block_len * num_blocks positions: the start
+    block plus the first num_blocks - 1 video blocks (the last block is only a
+    target, never an input).
+    """
+
+    prefix_len: int
+    block_len: int
+    num_blocks: int
+    first_block: str = "start_block"
+
+    def __post_init__(self):
+        if self.prefix_len < 0 or self.block_len < 1 or self.num_blocks < 1:
+            raise ValueError(f"invalid mask shape {self}")
+        if self.first_block not in FIRST_BLOCK_MODES:
+            raise ValueError(f"first_block={self.first_block!r}; valid: {FIRST_BLOCK_MODES}")
+
+    @property
+    def seq_len(self) -> int:
+        return self.prefix_len + self.block_len * self.num_blocks
+
+
+@lru_cache(maxsize=64)
+def group_ids(spec: MaskSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(S,) long: the attention group of every position (see the module docstring)."""
+    prefix = torch.zeros(spec.prefix_len, dtype=torch.long)
+    if spec.first_block == "hybrid":
+        start = 1 + torch.arange(spec.block_len)
+    else:
+        start = torch.ones(spec.block_len, dtype=torch.long)
+    first_video_group = int(start[-1]) + 1
+    video = first_video_group + torch.arange(spec.num_blocks - 1).repeat_interleave(spec.block_len)
+    return torch.cat([prefix, start, video]).to(device)
+
+
+@lru_cache(maxsize=64)
+def block_causal_mask(spec: MaskSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(S, S) bool, True where the query (row) may attend to the key (column). Cached: do not modify."""
+    groups = group_ids(spec, device)
+    return groups[None, :] <= groups[:, None]
+
+
+def group_boundaries(spec: MaskSpec) -> list[int]:
+    """Sorted positions where a new group starts, plus the sequence length (for checking decode steps)."""
+    groups = group_ids(spec).tolist()
+    starts = [i for i in range(len(groups)) if i == 0 or groups[i] != groups[i - 1]]
+    return starts + [spec.seq_len]

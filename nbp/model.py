@@ -1,0 +1,363 @@
+"""NBPTransformer: a decoder-only transformer trained to predict the next block of video tokens.
+
+The input sequence is [condition prefix][start block][video block 0 .. block n-2];
+the output at position j of a block predicts token j of the next block, so a
+single forward pass at sampling time yields a whole block.
+
+- start_block mode: the start block is block_len learned embeddings (bidirectional)
+  whose outputs predict video block 0 in parallel.
+- hybrid mode (the paper's): the start block is [bos, v_0 .. v_{L-2}] with a causal
+  mask, so the first block is generated token by token; its outputs predict v_0 .. v_{L-1}.
+
+In both modes the training sequence has prefix_len + N positions and
+`forward(video)[:, i]` predicts `video[:, i]`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from nbp.attention import attention, build_mask, resolve_backend
+from nbp.config import NBPConfig
+from nbp.errors import UserError
+from nbp.kv_cache import KVCache
+from nbp.masks import block_causal_mask, group_boundaries
+
+PREFIX, START, VIDEO = 0, 1, 2  # segment ids of the three parts of the sequence
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding on the last dim of x (.., S, D); cos/sin are (S, D/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.type_as(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: NBPConfig):
+        super().__init__()
+        bias = cfg.arch == "reference"
+        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=bias)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, backend, rope=None, cache: KVCache | None = None, layer: int = 0):
+        B, S, C = x.shape
+        q, k, v = (t.view(B, S, self.n_head, self.head_dim).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        # no dropout on attention probabilities: it would make the backends differ (flex has none)
+        y = attention(q, k, v, mask=mask, backend=backend)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, S, C)))
+
+
+class GeluMLP(nn.Module):
+    def __init__(self, cfg: NBPConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: NBPConfig):
+        super().__init__()
+        hidden = 64 * math.ceil(8 * cfg.n_embd / 3 / 64)  # about the parameters of a 4x GELU MLP
+        self.gate = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.up = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.proj = nn.Linear(hidden, cfg.n_embd, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.silu(self.gate(x)) * self.up(x)))
+
+
+def make_norm(cfg: NBPConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.n_embd) if cfg.arch == "reference" else nn.RMSNorm(cfg.n_embd)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, cfg: NBPConfig):
+        super().__init__()
+        self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
+        self.attn = SelfAttention(cfg)
+        self.mlp = GeluMLP(cfg) if cfg.arch == "reference" else SwiGLU(cfg)
+
+    def forward(self, x, mask, backend, rope=None, cache=None, layer=0):
+        x = x + self.attn(self.norm1(x), mask, backend, rope, cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class NBPTransformer(nn.Module):
+    def __init__(self, config: NBPConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.layout = cfg.layout
+        self.prefix_len, self.block_len, self.num_tokens = cfg.prefix_len, cfg.block_len, cfg.num_tokens
+        self.seq_len = cfg.seq_len
+        self.mask_spec = cfg.mask_spec
+
+        # one extra token row: the null context token of frame-conditional models (never predicted)
+        self.tok_emb = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)
+        if cfg.condition == "class":
+            # the last row is the learned null class, trained by condition dropout (for guidance)
+            self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.n_embd)
+        if cfg.first_block == "start_block":
+            self.start_emb = nn.Parameter(torch.zeros(self.block_len, cfg.n_embd))
+        else:
+            self.bos_emb = nn.Parameter(torch.zeros(1, cfg.n_embd))
+        segments = self._segment_ids()
+        self.register_buffer("segments", segments, persistent=False)
+        if cfg.arch == "reference":
+            self.pos_emb = nn.Parameter(torch.zeros(self.seq_len, cfg.n_embd))
+        else:
+            self.segment_emb = nn.Embedding(3, cfg.n_embd)
+            cos, sin = self._rope_tables()
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = make_norm(cfg)
+        self.head = None if cfg.tie_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+
+        bounds = group_boundaries(self.mask_spec)
+        self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
+        self._backends: dict[str, str] = {}
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        for name in ("start_emb", "bos_emb", "pos_emb"):
+            if hasattr(self, name):
+                nn.init.normal_(getattr(self, name), std=0.02)
+        if cfg.compile:
+            for block in self.blocks:
+                block.compile()
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # ------------------------------------------------------------------ position tables (built once)
+
+    def _segment_ids(self) -> torch.Tensor:
+        L, P, N = self.block_len, self.prefix_len, self.num_tokens
+        return torch.tensor([PREFIX] * P + [START] * L + [VIDEO] * (N - L), dtype=torch.long)
+
+    def _rope_coords(self) -> torch.Tensor:
+        """(S, 3) (t, h, w) of every position for the rotary embedding.
+
+        Learned tokens (class, start block, bos) sit at (0, 0, 0) and are told
+        apart by their own embeddings; context frames come at t = 1 ..; video
+        tokens follow them in time. An input token gets the coordinates of the
+        video token it is.
+        """
+        cfg, L = self.config, self.block_len
+        offset = 1 + cfg.context_frames
+        video = self.layout.coords + torch.tensor([offset, 0, 0])
+        parts = []
+        if cfg.condition == "class":
+            parts.append(torch.zeros(1, 3, dtype=torch.long))
+        elif cfg.condition == "frames":
+            parts.append(cfg.context_layout.coords + torch.tensor([1, 0, 0]))
+        if cfg.first_block == "start_block":
+            parts.append(torch.zeros(L, 3, dtype=torch.long))
+        else:
+            parts += [torch.zeros(1, 3, dtype=torch.long), video[: L - 1]]
+        parts.append(video[: self.num_tokens - L])
+        return torch.cat(parts)
+
+    def _rope_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = self.config.head_dim // 2
+        split = [pairs - 2 * (pairs // 3), pairs // 3, pairs // 3]  # rotary pairs for t, h, w
+        coords = self._rope_coords().double()
+        angles = []
+        for axis, n in enumerate(split):
+            inv_freq = self.config.rope_theta ** (-torch.arange(n, dtype=torch.float64) / max(n, 1))
+            angles.append(coords[:, axis, None] * inv_freq[None, :])
+        angles = torch.cat(angles, dim=1)
+        return angles.cos().float(), angles.sin().float()
+
+    def _positions(self, x: torch.Tensor, start: int, end: int):
+        """Add the position signal of positions start..end to x; return (x, rope tables or None)."""
+        if self.config.arch == "reference":
+            return x + self.pos_emb[start:end], None
+        x = x + self.segment_emb(self.segments[start:end])
+        return x, (self.rope_cos[start:end], self.rope_sin[start:end])
+
+    # ------------------------------------------------------------------ conditions
+
+    def null_condition(self, cond):
+        """The null condition of the same shape (classifier-free guidance)."""
+        if self.config.condition == "class":
+            return torch.full_like(cond, self.config.num_classes)
+        if self.config.condition == "frames":
+            return torch.full_like(cond, self.config.vocab_size)
+        return None
+
+    def drop_condition(self, cond):
+        """Replace each sample's condition by the null one with probability p_uncond (training only)."""
+        p = self.config.p_uncond
+        if cond is None or p == 0.0:
+            return cond
+        drop = torch.rand(cond.shape[0], device=cond.device) < p
+        drop = drop.view(-1, *([1] * (cond.ndim - 1)))
+        return torch.where(drop, self.null_condition(cond), cond)
+
+    def _check_cond(self, cond, batch_size: int):
+        kind = self.config.condition
+        if kind == "none":
+            if cond is not None:
+                raise UserError("this model is unconditional (condition='none'); pass cond=None")
+            return
+        want = (batch_size,) if kind == "class" else (batch_size, self.prefix_len)
+        if not torch.is_tensor(cond) or cond.dtype != torch.long or tuple(cond.shape) != want:
+            got = None if cond is None else f"{tuple(cond.shape)} {cond.dtype}"
+            what = "class ids (B,) long" if kind == "class" else f"context tokens (B, {self.prefix_len}) long"
+            raise UserError(f"condition={kind!r} needs {what}; got {got}")
+
+    def _embed_prefix(self, cond) -> torch.Tensor | None:
+        kind = self.config.condition
+        if kind == "class":
+            # -1 means "no label": the null class
+            cond = torch.where(cond < 0, self.config.num_classes, cond)
+            return self.class_emb(cond)[:, None]
+        if kind == "frames":
+            return self.tok_emb(cond)
+        return None
+
+    # ------------------------------------------------------------------ training forward
+
+    def backend_for(self, device: torch.device) -> str:
+        if device.type not in self._backends:
+            self._backends[device.type] = resolve_backend(self.config.attn_backend, device)
+        return self._backends[device.type]
+
+    def forward(self, video: torch.Tensor, cond=None) -> torch.Tensor:
+        """video (B, N) long in sequence order -> logits (B, N, V); logits[:, i] predicts video[:, i]."""
+        B, N, L = video.shape[0], self.num_tokens, self.block_len
+        if video.ndim != 2 or video.shape[1] != N:
+            raise UserError(f"expected video tokens (B, {N}) in block-major order, got {tuple(video.shape)}")
+        self._check_cond(cond, B)
+        if self.training:
+            cond = self.drop_condition(cond)
+
+        parts = [self._embed_prefix(cond)]
+        if self.config.first_block == "start_block":
+            parts.append(self.start_emb.expand(B, -1, -1))
+        else:
+            parts += [self.bos_emb.expand(B, -1, -1), self.tok_emb(video[:, : L - 1])]
+        parts.append(self.tok_emb(video[:, : N - L]))
+        x = torch.cat([p for p in parts if p is not None], dim=1)
+        x, rope = self._positions(x, 0, self.seq_len)
+        x = self.drop(x)
+
+        backend = self.backend_for(video.device)
+        mask = build_mask(backend, self.mask_spec, video.device, x.dtype)
+        for block in self.blocks:
+            if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, mask, backend, rope, use_reentrant=False)
+            else:
+                x = block(x, mask, backend, rope)
+        return self._logits(x[:, self.prefix_len:])
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_f(x)
+        if self.head is None:
+            return F.linear(x, self.tok_emb.weight[: self.config.vocab_size])
+        return self.head(x)
+
+    def loss(self, video: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over the generated tokens; returns (loss, logits)."""
+        logits = self(video, cond)
+        return F.cross_entropy(logits.flatten(0, 1).float(), video.flatten()), logits
+
+    # ------------------------------------------------------------------ decoding with a KV cache
+
+    def new_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
+        """A static cache for one sequence per batch row (allocated once; reuse it via prefill)."""
+        param = next(self.parameters())
+        device = torch.device(device) if device is not None else param.device
+        if dtype is None:
+            autocast = torch.is_autocast_enabled(device.type)
+            dtype = torch.get_autocast_dtype(device.type) if autocast else param.dtype
+        cfg = self.config
+        return KVCache(cfg.n_layer, batch_size, cfg.n_head, self.seq_len, cfg.head_dim, device, dtype)
+
+    def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:
+        start, end = cache.pos, cache.pos + x.shape[1]
+        x, rope = self._positions(x, start, end)
+        backend = "sdpa" if mask is not None else self.backend_for(x.device)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask, backend, rope, cache, layer)
+        cache.advance(end - start)
+        return x
+
+    @torch.no_grad()
+    def prefill(self, cond, cache: KVCache) -> torch.Tensor:
+        """Reset the cache and write the prefix and the start of the sequence.
+
+        Returns logits (B, L, V) for video block 0 (start_block mode) or (B, 1, V)
+        for the first video token (hybrid mode).
+        """
+        B = cache.batch_size
+        self._check_cond(cond, B)
+        cache.reset()
+        parts = [self._embed_prefix(cond)]
+        if self.config.first_block == "start_block":
+            parts.append(self.start_emb.expand(B, -1, -1))
+        else:
+            parts.append(self.bos_emb.expand(B, -1, -1))
+        x = torch.cat([p for p in parts if p is not None], dim=1)
+        n = x.shape[1]
+        # the prefix must not see the start block, so this one call needs the mask
+        mask = block_causal_mask(self.mask_spec, x.device)[:n, :n]
+        x = self._run_cached(x, cache, mask)
+        return self._logits(x[:, self.prefix_len:])
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Append tokens (B, L') at the cache position and return the logits (B, L', V) of what comes next.
+
+        L' is 1 while a hybrid model fills its first block, then a whole block.
+        The new tokens see everything cached and each other, so no mask is used.
+        """
+        start, n = cache.pos, tokens.shape[1]
+        end = self._decode_group_end.get(start)
+        if end is None or start + n != end:
+            raise ValueError(
+                f"step of {n} token(s) at position {start} does not cover exactly one block "
+                f"(expected {None if end is None else end - start}); call prefill first and feed one block at a time"
+            )
+        x = self.tok_emb(tokens)
+        return self._logits(self._run_cached(x, cache, mask=None))
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.tok_emb.weight.numel()
+        return n
