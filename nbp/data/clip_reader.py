@@ -1,0 +1,154 @@
+"""Read one fixed-length clip from a video file with decord, decoding only the frames it needs.
+
+The clip's frame indices are computed first (resampled from the file's frame rate
+to the target fps, placed at the start, centre or a random position), then only
+those frames are decoded with `VideoReader.get_batch`. Frames are resized on the
+way out: `crop` resizes the shorter side to `size` and centre-crops (aspect ratio
+preserved); `squash` resizes straight to size x size, as the reference
+implementation did (aspect ratio lost).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nbp.errors import UserError
+
+POSITIONS = ("center", "random", "start")
+RESIZES = ("crop", "squash")
+
+
+class VideoReadError(RuntimeError):
+    """A file that cannot give the requested clip: unreadable, corrupt or too short."""
+
+
+def clip_offsets(frames: int, source_fps: float, fps: float | None) -> np.ndarray:
+    """Frame offsets, relative to the clip start, that sample `frames` frames at `fps`.
+
+    A source at 25 fps sampled at 8 fps steps 3.125 source frames per output frame;
+    offsets are rounded to the nearest source frame. fps=None keeps every frame.
+    A target fps above the source repeats frames.
+    """
+    step = 1.0 if fps is None else source_fps / fps
+    return np.floor(np.arange(frames) * step + 0.5).astype(np.int64)
+
+
+def clip_start(num_frames: int, span: int, position: str, rng: np.random.Generator | None) -> int:
+    """First source frame of a clip covering `span` source frames in a file of `num_frames`."""
+    free = num_frames - span
+    if position == "start":
+        return 0
+    if position == "center":
+        return free // 2
+    rng = rng if rng is not None else np.random.default_rng()
+    return int(rng.integers(0, free + 1))
+
+
+def clip_indices(
+    num_frames: int,
+    source_fps: float,
+    frames: int,
+    fps: float | None,
+    position: str = "center",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Source frame indices of the clip; raises VideoReadError if the file is too short."""
+    offsets = clip_offsets(frames, source_fps, fps)
+    span = int(offsets[-1]) + 1
+    if span > num_frames:
+        raise VideoReadError(
+            f"too short: {num_frames} frames at {source_fps:g} fps, a {frames}-frame clip at {fps} fps needs {span}"
+        )
+    return clip_start(num_frames, span, position, rng) + offsets
+
+
+def resized_shape(height: int, width: int, size: int, resize: str) -> tuple[int, int]:
+    """Size before cropping: shorter side -> size (crop), or size x size (squash)."""
+    if resize == "squash":
+        return size, size
+    scale = size / min(height, width)
+    # max() guards against rounding the longer side below the crop size.
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
+def resize_frames(frames: torch.Tensor, size: int, resize: str) -> torch.Tensor:
+    """uint8 (T, H, W, C) -> uint8 (T, size, size, C): antialiased bilinear resize, then centre crop."""
+    height, width = frames.shape[1:3]
+    new_h, new_w = resized_shape(height, width, size, resize)
+    if (new_h, new_w) != (height, width):
+        x = frames.permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return frames[:, top : top + size, left : left + size].contiguous()
+
+
+def _check_settings(frames: int, fps: float | None, size: int, position: str, resize: str) -> None:
+    if frames < 1:
+        raise UserError(f"frames={frames}: must be >= 1")
+    if fps is not None and not fps > 0:
+        raise UserError(f"fps={fps}: must be positive (or None for the file's own rate)")
+    if size < 1:
+        raise UserError(f"size={size}: must be >= 1")
+    if position not in POSITIONS:
+        raise UserError(f"position={position!r}; valid: {', '.join(POSITIONS)}")
+    if resize not in RESIZES:
+        raise UserError(f"resize={resize!r}; valid: {', '.join(RESIZES)}")
+
+
+def open_video(path: str):
+    """A decord VideoReader (one decoding thread: data loader workers give the parallelism)."""
+    import decord
+
+    try:
+        return decord.VideoReader(str(path), num_threads=1)
+    except Exception as err:  # decord raises its own DECORDError / RuntimeError on any bad file
+        raise VideoReadError(f"cannot open: {_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    """The useful part of a decoder error: first line, without decord's "[time] file.cc:123:" prefix."""
+    text = str(err).strip().splitlines()
+    if not text:
+        return type(err).__name__
+    return re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", text[0])[:200]
+
+
+def read_clip(
+    path,
+    frames: int,
+    fps: float | None,
+    size: int,
+    position: str = "center",
+    resize: str = "crop",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """One clip of `frames` frames at `fps`, size x size: uint8 numpy (T, H, W, C).
+
+    Raises VideoReadError (naming the file) when the file is unreadable, corrupt or
+    too short for the clip.
+    """
+    _check_settings(frames, fps, size, position, resize)
+    try:
+        reader = open_video(path)
+        num_frames, source_fps = len(reader), float(reader.get_avg_fps())
+        if num_frames < 1 or not math.isfinite(source_fps) or source_fps <= 0:
+            raise VideoReadError(f"no usable frames ({num_frames} frames, {source_fps} fps)")
+        indices = clip_indices(num_frames, source_fps, frames, fps, position, rng)
+        # Upsampling repeats indices; decode each distinct frame once.
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            decoded = reader.get_batch(unique.tolist()).asnumpy()
+        except Exception as err:  # truncated or corrupt stream
+            raise VideoReadError(f"cannot decode frames {unique[0]}..{unique[-1]}: {_first_line(err)}") from err
+        if decoded.shape[0] != len(unique) or decoded.ndim != 4 or decoded.shape[-1] != 3:
+            raise VideoReadError(f"decoder returned shape {decoded.shape} for {len(unique)} frames")
+    except VideoReadError as err:
+        raise VideoReadError(f"{path}: {err}") from err.__cause__
+    clip = torch.from_numpy(decoded[inverse])
+    return resize_frames(clip, size, resize).numpy()
