@@ -67,7 +67,7 @@ class BlockLayout:
     def seq_to_flat(self) -> torch.Tensor:
         """seq_to_flat[i] = raster index in the grid of the token at sequence position i."""
         (nt, nh, nw), (bt, bh, bw) = self.blocks_per_axis, self.block
-        flat = torch.arange(self.num_tokens).view(nt, bt, nh, bh, nw, bw)
+        flat = torch.arange(self.num_tokens, device="cpu").view(nt, bt, nh, bh, nw, bw)
         # block indices first (raster over the block grid), then positions inside the block
         return flat.permute(0, 2, 4, 1, 3, 5).reshape(-1)
 
@@ -75,7 +75,7 @@ class BlockLayout:
     def flat_to_seq(self) -> torch.Tensor:
         """The inverse permutation: flat_to_seq[seq_to_flat[i]] = i."""
         inverse = torch.empty_like(self.seq_to_flat)
-        inverse[self.seq_to_flat] = torch.arange(self.num_tokens)
+        inverse[self.seq_to_flat] = torch.arange(self.num_tokens, device="cpu")
         return inverse
 
     @cached_property

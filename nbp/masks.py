@@ -50,13 +50,13 @@ class MaskSpec:
 @lru_cache(maxsize=64)
 def group_ids(spec: MaskSpec, device: torch.device | str = "cpu") -> torch.Tensor:
     """(S,) long: the attention group of every position (see the module docstring)."""
-    prefix = torch.zeros(spec.prefix_len, dtype=torch.long)
+    prefix = torch.zeros(spec.prefix_len, dtype=torch.long, device="cpu")
     if spec.first_block == "hybrid":
-        start = 1 + torch.arange(spec.block_len)
+        start = 1 + torch.arange(spec.block_len, device="cpu")
     else:
-        start = torch.ones(spec.block_len, dtype=torch.long)
+        start = torch.ones(spec.block_len, dtype=torch.long, device="cpu")
     first_video_group = int(start[-1]) + 1
-    video = first_video_group + torch.arange(spec.num_blocks - 1).repeat_interleave(spec.block_len)
+    video = first_video_group + torch.arange(spec.num_blocks - 1, device="cpu").repeat_interleave(spec.block_len)
     return torch.cat([prefix, start, video]).to(device)
 
 

@@ -166,7 +166,7 @@ class NBPTransformer(nn.Module):
 
     def _segment_ids(self) -> torch.Tensor:
         L, P, N = self.block_len, self.prefix_len, self.num_tokens
-        return torch.tensor([PREFIX] * P + [START] * L + [VIDEO] * (N - L), dtype=torch.long)
+        return torch.tensor([PREFIX] * P + [START] * L + [VIDEO] * (N - L), dtype=torch.long, device="cpu")
 
     def _rope_coords(self) -> torch.Tensor:
         """(S, 3) (t, h, w) of every position for the rotary embedding.
@@ -178,16 +178,16 @@ class NBPTransformer(nn.Module):
         """
         cfg, L = self.config, self.block_len
         offset = 1 + cfg.context_frames
-        video = self.layout.coords + torch.tensor([offset, 0, 0])
+        video = self.layout.coords + torch.tensor([offset, 0, 0], device="cpu")
         parts = []
         if cfg.condition == "class":
-            parts.append(torch.zeros(1, 3, dtype=torch.long))
+            parts.append(torch.zeros(1, 3, dtype=torch.long, device="cpu"))
         elif cfg.condition == "frames":
-            parts.append(cfg.context_layout.coords + torch.tensor([1, 0, 0]))
+            parts.append(cfg.context_layout.coords + torch.tensor([1, 0, 0], device="cpu"))
         if cfg.first_block == "start_block":
-            parts.append(torch.zeros(L, 3, dtype=torch.long))
+            parts.append(torch.zeros(L, 3, dtype=torch.long, device="cpu"))
         else:
-            parts += [torch.zeros(1, 3, dtype=torch.long), video[: L - 1]]
+            parts += [torch.zeros(1, 3, dtype=torch.long, device="cpu"), video[: L - 1]]
         parts.append(video[: self.num_tokens - L])
         return torch.cat(parts)
 
@@ -197,7 +197,7 @@ class NBPTransformer(nn.Module):
         coords = self._rope_coords().double()
         angles = []
         for axis, n in enumerate(split):
-            inv_freq = self.config.rope_theta ** (-torch.arange(n, dtype=torch.float64) / max(n, 1))
+            inv_freq = self.config.rope_theta ** (-torch.arange(n, dtype=torch.float64, device="cpu") / max(n, 1))
             angles.append(coords[:, axis, None] * inv_freq[None, :])
         angles = torch.cat(angles, dim=1)
         return angles.cos().float(), angles.sin().float()
