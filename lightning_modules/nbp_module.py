@@ -1,0 +1,219 @@
+"""NBPModule: trains the next-block-prediction transformer on token grids.
+
+    nbp train fit --config configs/nbp/synthetic.yaml
+
+The model is built from an NBPConfig preset plus overrides given in YAML
+(`model.init_args.preset: tiny`, `model.init_args.overrides: {block: [1, 1, 8], ...}`).
+`vocab_size`, `grid` and `num_classes` may be left out; they are then read from the data
+(the token cache's meta.json) at setup and written back into the saved hyperparameters,
+so every checkpoint can rebuild its model without the YAML:
+
+- `NBPModule.load_model("last.ckpt" or "model.pt")` -> an `NBPTransformer` in eval mode;
+- at the end of `fit`, `model.pt` ({"config": dict, "state_dict": ...}, loadable with
+  `torch.load(weights_only=True)`) is written atomically next to the checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.optim import build_adamw, build_warmup_cosine
+from nbp.config import NBPConfig
+from nbp.errors import UserError
+from nbp.model_file import load_model_file, save_model_file
+from nbp.model import NBPTransformer
+
+FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
+
+
+class NBPModule(L.LightningModule):
+    def __init__(self, preset: str = "tiny", overrides: dict[str, Any] | None = None, lr: float = 6e-4,
+                 weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 1000,
+                 total_steps: int | None = None, min_lr_ratio: float = 0.0, export_name: str | None = "model.pt"):
+        """
+        Args:
+            preset: NBPConfig preset ("tiny", "base", "xl", "3b").
+            overrides: NBPConfig fields that differ from the preset (block, first_block, condition, ...).
+            lr, weight_decay, betas: AdamW; decay applies to Linear weights only.
+            warmup_steps: linear warmup from 0 to lr; then cosine to lr * min_lr_ratio at total_steps.
+            total_steps: length of the cosine; defaults to the Trainer's max_steps / estimated steps.
+            export_name: file written next to the checkpoints at the end of fit (None: no export).
+        """
+        super().__init__()
+        overrides = dict(overrides or {})
+        if lr <= 0 or weight_decay < 0 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
+            raise UserError(f"NBPModule: invalid optimisation setting (lr={lr}, weight_decay={weight_decay}, "
+                            f"warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}); need lr > 0, "
+                            f"weight_decay >= 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1")
+        self.save_hyperparameters()
+        self.hparams.overrides = overrides
+        self.model: NBPTransformer | None = None
+        self.nbp_config: NBPConfig | None = None
+        if all(k in overrides for k in ("vocab_size", "grid")):
+            self._build(NBPConfig.from_preset(preset, **overrides))
+        self._last_step_time: float | None = None
+
+    # ------------------------------------------------------------------ model construction
+
+    def _build(self, config: NBPConfig) -> None:
+        self.nbp_config = config
+        self.model = NBPTransformer(config)
+        # The resolved config is what a checkpoint needs to rebuild the model without the YAML.
+        self.hparams.nbp_config = config.to_dict()
+
+    def _data_description(self) -> dict:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "describe"):
+            return {}
+        return datamodule.describe()
+
+    def setup(self, stage: str) -> None:
+        data = self._data_description()
+        if self.model is None:
+            overrides = dict(self.hparams.overrides)
+            for key in FILLED_FROM_DATA:
+                if key not in overrides and data.get(key) is not None:
+                    overrides[key] = list(data[key]) if key == "grid" else data[key]
+            missing = [k for k in ("vocab_size", "grid") if k not in overrides]
+            if missing:
+                raise UserError(f"NBPModule: {missing} not given in model.init_args.overrides and no data module "
+                                f"to read them from")
+            self.hparams.overrides = overrides
+            self._build(NBPConfig.from_preset(self.hparams.preset, **overrides))
+        self._check_data_matches(data)
+
+    def _check_data_matches(self, data: dict) -> None:
+        cfg = self.nbp_config
+        if data.get("grid") is not None and tuple(data["grid"]) != cfg.grid:
+            raise UserError(f"the data has latent grid {list(data['grid'])} but the model config has grid "
+                            f"{list(cfg.grid)}; fix model.init_args.overrides.grid or re-tokenize")
+        if data.get("vocab_size") is not None and data["vocab_size"] > cfg.vocab_size:
+            raise UserError(f"the data's tokenizer has {data['vocab_size']} codes but the model vocab_size is "
+                            f"{cfg.vocab_size}; set model.init_args.overrides.vocab_size >= {data['vocab_size']}")
+        n = data.get("num_classes")
+        if cfg.condition == "class" and n is not None and n > cfg.num_classes:
+            raise UserError(f"the data has {n} classes but the model num_classes is {cfg.num_classes}")
+
+    # ------------------------------------------------------------------ the objective
+
+    def split_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token grids -> (generated tokens (B, N) in sequence order, the condition for the model)."""
+        cfg = self.nbp_config
+        tokens = batch["tokens"]
+        if cfg.condition == "frames":
+            context = cfg.context_layout.grid_to_seq(tokens[:, : cfg.context_frames])
+            return cfg.layout.grid_to_seq(tokens[:, cfg.context_frames:]), context
+        video = cfg.layout.grid_to_seq(tokens)
+        if cfg.condition == "class":
+            labels = batch["label"]
+            if (labels < 0).any():
+                raise UserError("a class-conditional model got unlabelled videos (label -1); "
+                                "use condition 'none' or a labelled dataset")
+            return video, labels
+        return video, None
+
+    def _loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        video, cond = self.split_batch(batch)
+        logits = self.model(video, cond)
+        flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+        targets = video.reshape(-1)
+        loss = F.cross_entropy(flat_logits, targets)
+        with torch.no_grad():
+            top5 = flat_logits.topk(min(5, flat_logits.shape[-1]), dim=-1).indices
+            metrics = {"top1": (top5[:, 0] == targets).float().mean(),
+                       "top5": (top5 == targets[:, None]).any(dim=-1).float().mean()}
+        return loss, metrics, targets.numel()
+
+    def forward(self, video: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(video, cond)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if batch["tokens"].shape[0] == 0:  # on-the-fly batch whose videos were all unreadable
+            return None
+        loss, metrics, num_tokens = self._loss_and_metrics(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/top1", metrics["top1"])
+        self.log("train/top5", metrics["top5"])
+        self._log_throughput(num_tokens)
+        return loss
+
+    def _log_throughput(self, num_tokens: int) -> None:
+        # Wall time between consecutive steps: includes data loading and the optimizer step.
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            seconds = now - self._last_step_time
+            world = self.trainer.world_size if self._trainer is not None else 1
+            self.log("train/tokens_per_s", num_tokens * world / max(seconds, 1e-9), prog_bar=True)
+        self._last_step_time = now
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None  # do not count validation or epoch set-up as training time
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if batch["tokens"].shape[0] == 0:
+            return
+        loss, metrics, _ = self._loss_and_metrics(batch)
+        size = batch["tokens"].shape[0]
+        self.log("val/loss", loss, batch_size=size, sync_dist=True)
+        self.log("val/bits_per_token", loss / math.log(2), batch_size=size, prog_bar=True, sync_dist=True)
+        self.log("val/top1", metrics["top1"], batch_size=size, sync_dist=True)
+        self.log("val/top5", metrics["top5"], batch_size=size, sync_dist=True)
+
+    # ------------------------------------------------------------------ optimisation
+
+    def _total_steps(self) -> int:
+        if self.hparams.total_steps:
+            return int(self.hparams.total_steps)
+        if self._trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            return int(self.trainer.max_steps)
+        if self._trainer is not None:
+            return int(self.trainer.estimated_stepping_batches)
+        raise UserError("NBPModule: set total_steps or trainer.max_steps so the cosine schedule has a length")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = build_adamw(self.model, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        scheduler = build_warmup_cosine(optimizer, hp.warmup_steps, self._total_steps(), hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ export and loading
+
+    def on_fit_end(self) -> None:
+        if not self.hparams.export_name or self._trainer is None:
+            return
+        # Collective under sharded strategies (FSDP gathers the full weights), so every rank calls it.
+        state = self.trainer.strategy.lightning_module_state_dict()
+        if not self.trainer.is_global_zero:
+            return
+        prefix = "model."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        ckpt_cb = self.trainer.checkpoint_callback
+        folder = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else \
+            Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        save_model_file(state, self.nbp_config, folder / self.hparams.export_name)
+
+    @staticmethod
+    def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> NBPTransformer:
+        """Rebuild the transformer from a Lightning checkpoint of this module or from an exported model.pt."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such checkpoint")
+        if path.suffix != ".ckpt":
+            return load_model_file(path, map_location)
+        # Our own Lightning checkpoint: it also pickles loop and data-module state, so full loading.
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        config = (ckpt.get("hyper_parameters") or {}).get("nbp_config")
+        if config is None:
+            raise UserError(f"{path} is not a checkpoint of NBPModule (no nbp_config in its hyperparameters)")
+        model = NBPTransformer(NBPConfig.from_dict(dict(config)))
+        prefix = "model."
+        state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        model.load_state_dict(state)
+        return model.eval()

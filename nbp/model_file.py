@@ -1,0 +1,44 @@
+"""The transformer as one self-describing file: {"config": NBPConfig as a dict, "state_dict": weights}.
+
+Plain data only, so it loads with `torch.load(weights_only=True)`; written atomically.
+`NBPModule` writes one at the end of training (`model.pt` next to the checkpoints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nbp.config import NBPConfig
+from nbp.errors import UserError
+from nbp.files import torch_save_atomic
+
+FORMAT = "nbp-transformer-v1"
+
+
+def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: str | Path) -> Path:
+    """Save a model (or its state dict) with its config."""
+    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    # Weights go to CPU and lose any torch.compile wrapper prefix, so the file loads anywhere.
+    state = {k.replace("_orig_mod.", ""): v.detach().cpu() for k, v in state.items()}
+    torch_save_atomic({"format": FORMAT, "config": config.to_dict(), "state_dict": state}, path)
+    return Path(path)
+
+
+def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Rebuild an `NBPTransformer` (eval mode) from a file written by `save_model_file`."""
+    from nbp.model import NBPTransformer
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT})")
+    model = NBPTransformer(NBPConfig.from_dict(dict(data["config"])))
+    model.load_state_dict(data["state_dict"])
+    return model.eval()
