@@ -139,16 +139,29 @@ def load_detector_file(path: str | os.PathLike) -> Detector:
     if not isinstance(state, dict):
         raise UserError(f"FVD detector {path} holds a {type(state).__name__}, expected an I3D state dict")
     network = InceptionI3d()
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        missing = sorted(set(network.state_dict()) - set(state))[:3]
-        unexpected = sorted(set(state) - set(network.state_dict()))[:3]
-        raise UserError(
-            f"{path} is not a Kinetics-400 I3D state dict (missing {missing}, unexpected {unexpected}, "
-            f"or shapes differ); expected the keys of i3d_pretrained_400.pt"
-        ) from err
+    problem = state_dict_mismatch(network, state)
+    if problem:
+        raise UserError(f"{path} is not a Kinetics-400 I3D state dict like i3d_pretrained_400.pt: {problem}")
+    network.load_state_dict(state, strict=True)
     return I3DDetector(network, str(path), digest)
+
+
+def state_dict_mismatch(network: nn.Module, state: dict) -> str:
+    """Describe how `state` differs from `network`'s keys and shapes ('' when it loads strictly).
+
+    The BatchNorm `num_batches_tracked` buffers may be absent (the public file omits them).
+    """
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [
+        f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and tuple(getattr(v, "shape", ())) != tuple(expected[k].shape)
+    ]
+    parts = [(f"{len(items)} {what}, e.g. {', '.join(map(str, items[:3]))}") for what, items in
+             (("missing", missing), ("unexpected", unexpected), ("with other shapes", reshaped)) if items]
+    return "; ".join(parts)
 
 
 def download(url: str, dest: Path, timeout: float = 30.0) -> None:
