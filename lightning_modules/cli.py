@@ -2,16 +2,42 @@
 
 Configs select the module and data module by class path, e.g.
 `model: {class_path: lightning_modules.tokenizer_module.TokenizerModule, init_args: ...}`.
+
+Every run also gets, configurable under their own config keys:
+- `checkpoint:` periodic + last checkpoints written atomically (`PeriodicCheckpoint`), so
+  `--ckpt_path last` resumes from the newest complete one;
+- `nan_guard:` stop on a NaN/Inf loss before the bad update (`NonFiniteLossGuard`);
+- `throughput:` samples/s, tokens/s and peak memory in the logs (`ThroughputMonitor`);
+- `step_seed:` RNG reseeded per batch from its position, for exact resume (`StepSeed`).
+Strategies: `--trainer.strategy ddp | fsdp_blocks | fsdp_hybrid_blocks` or a class path from
+`lightning_modules.strategies` (see that module).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+import lightning_modules.strategies  # noqa: F401  (registers the short strategy names)
+from lightning_modules.callbacks import NonFiniteLossGuard, ThroughputMonitor
+from lightning_modules.checkpointing import PeriodicCheckpoint
+from lightning_modules.resumable import StepSeed
+
+
+class NBPLightningCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(NonFiniteLossGuard, "nan_guard")
+        parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_lightning_class_args(StepSeed, "step_seed")
+
 
 def main(argv: list[str], prog: str = "nbp train") -> int:
-    LightningCLI(
+    # `nbp train ...` hands us the arguments after "train" on purpose; Lightning warns when sys.argv differs.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    NBPLightningCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
@@ -19,5 +45,6 @@ def main(argv: list[str], prog: str = "nbp train") -> int:
         args=argv,
         parser_kwargs={"prog": prog},
         save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,  # reproducible initialisation unless a config says otherwise
     )
     return 0

@@ -1,0 +1,160 @@
+"""Checkpoints that are either whole or absent, and `--ckpt_path last` that only picks whole ones.
+
+Two pieces:
+- `AtomicCheckpointIO` writes a checkpoint to a temporary file in the same folder, fsyncs it and
+  renames it into place, so a crash or SIGKILL mid-write leaves the previous file untouched.
+- `PeriodicCheckpoint` (a `ModelCheckpoint`) saves every N optimizer steps plus `last.ckpt`,
+  defaults its folder to `<default_root_dir>/checkpoints` (stable across runs, so a resumed run
+  finds it) and installs the atomic writer. When Lightning resolves `ckpt_path="last"` it asks this
+  callback for candidates; we only offer files that are complete (see `is_complete_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
+
+import torch
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """True when `path` is a checkpoint that was written to the end.
+
+    A `torch.save` file is a zip archive whose central directory is written last, so a file cut
+    short anywhere is not a valid zip. A distributed (sharded) checkpoint is a folder whose
+    `.metadata` file is written last by `torch.distributed.checkpoint`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return (path / ".metadata").is_file()
+    if not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return len(archive.namelist()) > 0
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import, before any threads
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`torch.save` to a hidden temporary file beside the target, then `os.replace` it into place.
+
+    The temporary name never contains "last" nor ends in ".ckpt", so nothing half-written is ever
+    a resume candidate, and the rename is atomic on POSIX filesystems (local disks, NFS, Lustre).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """Save `step=N.ckpt` every `every_n_train_steps` optimizer steps and keep `last.ckpt` current.
+
+    Arguments are those of `ModelCheckpoint`; the defaults differ: every 1000 steps, keep the 2 most
+    recent periodic files plus `last.ckpt`, one stable folder `<default_root_dir>/checkpoints`.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        filename: str = "{step}",
+        every_n_train_steps: int | None = 1000,
+        every_n_epochs: int | None = None,
+        save_top_k: int = 2,
+        monitor: str | None = "step",
+        mode: str = "max",
+        save_last: bool = True,
+        save_weights_only: bool = False,
+        auto_insert_metric_name: bool = True,
+        enable_version_counter: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if every_n_train_steps is not None and every_n_train_steps < 0:
+            raise ValueError(f"checkpoint.every_n_train_steps must be >= 0 (0 disables), got {every_n_train_steps}")
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            every_n_train_steps=every_n_train_steps,
+            every_n_epochs=every_n_epochs,
+            save_top_k=save_top_k,
+            monitor=monitor,
+            mode=mode,
+            save_last=save_last,
+            save_weights_only=save_weights_only,
+            auto_insert_metric_name=auto_insert_metric_name,  # "{step}" -> step=1000.ckpt
+            enable_version_counter=enable_version_counter,  # False: one last.ckpt, replaced in place
+            **kwargs,
+        )
+
+    def checkpoint_dir(self, trainer) -> Path:
+        return Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoints"
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Fix the folder before ModelCheckpoint would pick a logger-versioned one that a resumed
+        # run (with a new logger version) could not find again.
+        if self.dirpath is None:
+            self.dirpath = str(self.checkpoint_dir(trainer))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Also keep the steps after the last multiple of every_n_train_steps: a finished run's
+        # last.ckpt holds its final weights.
+        if self.save_last and trainer.global_step != self._last_global_step_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _find_last_checkpoints(self, trainer) -> set[str]:
+        folder = self.checkpoint_dir(trainer)
+        if not folder.is_dir():
+            return set()
+        found = set()
+        for path in folder.iterdir():
+            if path.suffix != self.FILE_EXTENSION:
+                continue
+            # Every complete checkpoint is a resume candidate; Lightning takes the newest by mtime.
+            if is_complete_checkpoint(path):
+                found.add(os.path.normpath(path))
+            else:
+                rank_zero_warn(f"ignoring incomplete checkpoint {path} (truncated or still being written)")
+        return found
+
+
+def find_last_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest complete `*.ckpt` in `folder` (None if there is none); what `--ckpt_path last` resumes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    complete = [p for p in folder.iterdir() if p.suffix == ".ckpt" and is_complete_checkpoint(p)]
+    return max(complete, key=lambda p: p.stat().st_mtime_ns, default=None)
