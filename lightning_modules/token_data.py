@@ -61,9 +61,8 @@ class TokenDataModule(L.LightningDataModule):
             grid = tuple(int(g) for g in tok.latent_shape(cfg.frames, cfg.size, cfg.size))
             from nbp.data import build_dataset
 
-            classes = getattr(build_dataset(cfg), "classes", None)
-            return {"grid": grid, "vocab_size": int(tok.vocab_size),
-                    "num_classes": len(classes) if classes is not None else None}
+            classes = getattr(build_dataset(cfg), "class_names", None)
+            return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None}
         from nbp.token_cache import read_meta
 
         meta = read_meta(self.hparams.train_cache)
