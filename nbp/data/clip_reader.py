@@ -81,9 +81,11 @@ def resize_frames(frames: torch.Tensor, size: int, resize: str) -> torch.Tensor:
     height, width = frames.shape[1:3]
     new_h, new_w = resized_shape(height, width, size, resize)
     if (new_h, new_w) != (height, width):
-        x = frames.permute(0, 3, 1, 2).float()
+        # (T, C, H, W) view of channels-last uint8: torch's fast uint8 antialiased path,
+        # about 10x faster than converting to float first, and within 1 level of it.
+        x = frames.permute(0, 3, 1, 2)
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        frames = x.permute(0, 2, 3, 1)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return frames[:, top : top + size, left : left + size].contiguous()
 

@@ -18,7 +18,8 @@ class DatasetConfig:
     """Which videos, and how clips are cut from them.
 
     kind: "ucf101" (root + official split files), "k600" (root/split/class or a csv),
-      "folder" (any folder of videos), "synthetic" (rendered on the fly, no files).
+      "folder" (any folder of videos), "synthetic" (with a root: the files written by
+      `nbp data synthetic`, read as UCF-101; without a root: rendered on the fly).
     split / fold: UCF-101 uses train|test and folds 1..3; Kinetics train|val|test;
       ignored by "folder"; synthetic uses train|test.
     frames, fps, size: clip length, target frame rate (resampled from each file's
@@ -26,7 +27,7 @@ class DatasetConfig:
     clip: where in the file the clip is taken (center|random|start).
     resize: "crop" (shorter side to size, centre crop) or "squash" (straight to size).
     csv: Kinetics annotation CSV (youtube_id, time_start, time_end, label), optional.
-    videos_per_class, seed: synthetic only.
+    videos_per_class, seed: synthetic rendered on the fly only (no root).
     """
 
     kind: str = "synthetic"
@@ -87,6 +88,8 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
         return Kinetics600Dataset(cfg.root, split=cfg.split, csv=cfg.csv, **clip)
     if cfg.kind == "folder":
         return VideoFolderDataset(cfg.root, **clip)
+    if cfg.root:  # files written by `nbp data synthetic`: UCF-101 layout, read like UCF-101
+        return UCF101Dataset(cfg.root, split=cfg.split, fold=1, **clip)
     return SyntheticVideoDataset(
         cfg.videos_per_class or 20, frames=cfg.frames, size=cfg.size, seed=cfg.seed, split=cfg.split
     )

@@ -194,3 +194,8 @@ def test_synthetic_config_builds_the_on_the_fly_dataset():
     ds = build_dataset(DatasetConfig(kind="synthetic", videos_per_class=5, frames=9, size=32, split="test", seed=3))
     assert isinstance(ds, SyntheticVideoDataset) and len(ds) == 6
     assert ds[0]["video"].shape == (3, 9, 32, 32)
+
+
+def test_synthetic_config_with_root_reads_the_written_files(synthetic_root):
+    ds = build_dataset(DatasetConfig(kind="synthetic", root=str(synthetic_root), split="test", **SMALL))
+    assert isinstance(ds, UCF101Dataset) and len(ds) == 6
