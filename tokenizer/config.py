@@ -1,0 +1,129 @@
+"""TokenizerConfig: the architecture of the 3D VQ tokenizer, validated, with named presets.
+
+Only what changes the weights lives here (it is saved inside every tokenizer file and
+compared on load); training settings (loss weights, discriminator) live in `losses.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbp.errors import UserError
+
+QUANTIZERS = ("fsq", "lfq", "vq")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+@dataclass
+class TokenizerConfig:
+    in_channels: int = 3
+    # Width of the first (full resolution) stage; stage i has base_channels * channel_mults[i].
+    base_channels: int = 128
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 2
+    # Group norm groups (each frame is normalised on its own, which keeps the model causal).
+    norm_groups: int = 32
+    # Compression factors, each a power of two; one stage transition per factor 2.
+    temporal_downsample: int = 4
+    spatial_downsample: int = 8
+    quantizer: str = "fsq"
+    fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+    lfq_bits: int = 16  # LFQ codebook = 2 ** lfq_bits, latent dim = lfq_bits
+    vq_codebook_size: int = 8192
+    vq_dim: int = 8
+
+    def __post_init__(self) -> None:
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        self.fsq_levels = tuple(int(level) for level in self.fsq_levels)
+        positive = ("in_channels", "base_channels", "num_res_blocks", "norm_groups", "lfq_bits",
+                    "vq_codebook_size", "vq_dim")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"TokenizerConfig.{name}={value!r} is invalid; it must be a positive integer")
+        if not self.channel_mults or any(m < 1 for m in self.channel_mults):
+            raise UserError(f"TokenizerConfig.channel_mults={self.channel_mults} is invalid; "
+                            "give one positive multiplier per stage, e.g. [1, 2, 2, 4]")
+        for name in ("temporal_downsample", "spatial_downsample"):
+            value = getattr(self, name)
+            if not _is_power_of_two(value):
+                raise UserError(f"TokenizerConfig.{name}={value} is invalid; it must be a power of two (1, 2, 4, 8, ...)")
+        transitions = len(self.channel_mults) - 1
+        needed = max(self.temporal_steps, self.spatial_steps)
+        if needed > transitions:
+            raise UserError(f"TokenizerConfig.channel_mults has {len(self.channel_mults)} stages, which allows "
+                            f"{transitions} downsampling steps, but the compression needs {needed}; "
+                            f"give at least {needed + 1} multipliers")
+        for mult in self.channel_mults:
+            if (self.base_channels * mult) % self.norm_groups:
+                raise UserError(f"TokenizerConfig.norm_groups={self.norm_groups} must divide every stage width "
+                                f"(base_channels * channel_mults = {[self.base_channels * m for m in self.channel_mults]})")
+        if self.quantizer not in QUANTIZERS:
+            raise UserError(f"TokenizerConfig.quantizer={self.quantizer!r} is invalid; valid: {', '.join(QUANTIZERS)}")
+        if not self.fsq_levels or any(level < 2 for level in self.fsq_levels):
+            raise UserError(f"TokenizerConfig.fsq_levels={list(self.fsq_levels)} is invalid; every level must be >= 2")
+        if self.lfq_bits > 20:
+            raise UserError(f"TokenizerConfig.lfq_bits={self.lfq_bits} is too large; use at most 20 (1M codes)")
+
+    # ----- derived quantities -----
+    @property
+    def temporal_steps(self) -> int:
+        return int(math.log2(self.temporal_downsample))
+
+    @property
+    def spatial_steps(self) -> int:
+        return int(math.log2(self.spatial_downsample))
+
+    @property
+    def latent_dim(self) -> int:
+        """Channels of the latent the quantizer sees (the codebook dimension)."""
+        if self.quantizer == "fsq":
+            return len(self.fsq_levels)
+        if self.quantizer == "lfq":
+            return self.lfq_bits
+        return self.vq_dim
+
+    @property
+    def vocab_size(self) -> int:
+        if self.quantizer == "fsq":
+            return math.prod(self.fsq_levels)
+        if self.quantizer == "lfq":
+            return 2 ** self.lfq_bits
+        return self.vq_codebook_size
+
+    # ----- (de)serialisation -----
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown TokenizerConfig fields {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TokenizerConfig":
+        if name not in PRESETS:
+            raise UserError(f"unknown tokenizer preset {name!r}; valid: {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU demo: 17x32x32 -> 5x8x8 latents, 1000 codes; small enough to train in minutes on 2 cores.
+    "synthetic": dict(base_channels=16, channel_mults=(1, 2, 4), num_res_blocks=1, norm_groups=8,
+                      temporal_downsample=4, spatial_downsample=4, quantizer="fsq", fsq_levels=(8, 5, 5, 5)),
+    # The paper's setting: 17x128x128 -> 5x16x16 = 1280 tokens, FSQ 64k codes (GPU sized).
+    "ucf101": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
+                   temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
+    "k600": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
+                 temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
+}
