@@ -6,6 +6,8 @@ FVD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), computed in float64 w
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -36,7 +38,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     diff = mu1 - mu2
     # The product of two PSD matrices has a real non-negative spectrum, so any
     # imaginary part of its root is round-off; keep the real part as StyleGAN-V does.
-    covmean = np.real(scipy.linalg.sqrtm(sigma1 @ sigma2))
+    with warnings.catch_warnings():
+        # Fewer samples than feature dimensions make the product singular; its root is
+        # still well defined, so do not alarm users (StyleGAN-V passes disp=False for this).
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = np.real(scipy.linalg.sqrtm(sigma1 @ sigma2))
     if not np.all(np.isfinite(covmean)):
         raise FloatingPointError("matrix square root of the covariance product is not finite")
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))

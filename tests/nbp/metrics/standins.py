@@ -32,3 +32,17 @@ class ScriptedStandIn(torch.nn.Module):
         out = base.repeat(1, 400)
         out[:, :3] = flags
         return out
+
+
+class ScriptedPoolingDetector(torch.nn.Module):
+    """A cheap TorchScript detector with StyleGAN-V's signature and 400 pooled features, for command tests."""
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False):
+        x = x.float()
+        if rescale:
+            x = x / 127.5 - 1.0
+        return F.adaptive_avg_pool3d(x.mean(dim=1, keepdim=True), [4, 10, 10]).flatten(1)
+
+
+def save_scripted_pooling_detector(path) -> None:
+    torch.jit.save(torch.jit.script(ScriptedPoolingDetector()), str(path))
