@@ -131,6 +131,11 @@ class NBPModule(L.LightningModule):
                        "top5": (top5 == targets[:, None]).any(dim=-1).float().mean()}
         return loss, metrics, targets.numel()
 
+    @property
+    def tokens_per_sample(self) -> int:
+        """Generated (loss-bearing) tokens per video; read by the throughput monitor."""
+        return self.nbp_config.num_tokens if self.nbp_config is not None else 0
+
     def forward(self, video: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(video, cond)
 

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_modules.resumable import ResumableDataLoader
 from nbp.data import DatasetConfig
 from nbp.errors import UserError
 from nbp.token_cache import TokenCache
@@ -35,8 +36,11 @@ class TokenDataModule(L.LightningDataModule):
     def __init__(self, train_cache: str | None = None, val_cache: str | None = None,
                  tokenizer: str | None = None, train_data: DatasetConfig | None = None,
                  val_data: DatasetConfig | None = None, batch_size: int = 32, val_batch_size: int | None = None,
-                 num_workers: int = 0):
-        """Give `train_cache` (and optionally `val_cache`), or `tokenizer` with `train_data` (and `val_data`)."""
+                 num_workers: int = 0, seed: int = 0):
+        """Give `train_cache` (and optionally `val_cache`), or `tokenizer` with `train_data` (and `val_data`).
+
+        `seed` fixes the shuffling order of every epoch (identical across a resume).
+        """
         super().__init__()
         self.save_hyperparameters()
         on_the_fly = tokenizer is not None
@@ -96,23 +100,27 @@ class TokenDataModule(L.LightningDataModule):
             if self._val is not None:
                 self._val.check(tokenizer_sha256=self._train.meta.tokenizer_sha256, grid=self._train.grid)
 
-    def _loader(self, dataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, dataset, train: bool, batch_size: int) -> DataLoader:
         collate = collate_videos if self.on_the_fly else collate_tokens
         workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0, collate_fn=collate,
-                          pin_memory=torch.cuda.is_available())
+        common = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                      collate_fn=collate, pin_memory=torch.cuda.is_available())
+        if train:
+            # Shuffled per (seed, epoch) and split across ranks; its position is saved in checkpoints,
+            # so a resumed run continues with the very next batch.
+            return ResumableDataLoader(dataset, shuffle=True, seed=self.hparams.seed, drop_last=True, **common)
+        return DataLoader(dataset, shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:
         if len(self._train) < self.hparams.batch_size:
             raise UserError(f"the training set has {len(self._train)} items, fewer than batch_size="
                             f"{self.hparams.batch_size}; lower data.init_args.batch_size")
-        return self._loader(self._train, shuffle=True, batch_size=self.hparams.batch_size)
+        return self._loader(self._train, train=True, batch_size=self.hparams.batch_size)
 
     def val_dataloader(self):
         if self._val is None:
             return []
-        return self._loader(self._val, shuffle=False,
+        return self._loader(self._val, train=False,
                             batch_size=self.hparams.val_batch_size or self.hparams.batch_size)
 
     # ------------------------------------------------------------------ on-the-fly encoding, on the device
