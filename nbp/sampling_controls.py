@@ -41,8 +41,8 @@ class SamplingControls:
 
     @property
     def guided(self) -> bool:
-        """Whether the batch must be doubled with the null condition."""
-        return self.cfg_scale != 1.0
+        """Whether the batch is doubled with the null condition (a ramp always is, even to scale 1)."""
+        return self.cfg_scale != 1.0 or self.cfg_ramp
 
     def scale_at(self, step: int, num_steps: int) -> float:
         """Guidance scale for decoding step `step` of `num_steps` (0-based)."""

@@ -92,6 +92,7 @@ def test_cfg_ramp_goes_linearly_from_one_to_scale():
     assert scales == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0])
     assert SamplingControls(cfg_scale=3.0).scale_at(0, 5) == 3.0
     assert not SamplingControls(cfg_scale=1.0).guided and SamplingControls(cfg_scale=1.5).guided
+    assert SamplingControls(cfg_scale=1.0, cfg_ramp=True).guided
 
 
 @pytest.mark.parametrize("field,value", [("temperature", -1.0), ("top_k", -2), ("top_p", 0.0), ("top_p", 1.5),

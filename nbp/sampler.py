@@ -1,0 +1,167 @@
+"""The block-parallel decoding loop: prefill the condition, then one model call per block.
+
+Sequence of model calls (see nbp.model for the decode API):
+- start_block mode: `prefill` returns the logits of video block 0; each later call
+  feeds the block just sampled and returns the logits of the whole next block.
+  Calls = number of blocks.
+- hybrid mode: `prefill` returns the logits of token 0; the first block is then
+  filled token by token, after which whole blocks follow.
+  Calls = block_len + number of blocks - 1 (95 for the UCF-101 layout).
+Block (1, 1, 1) is plain next-token prediction: one call per token.
+
+Two interchangeable sources of logits drive the same loop: `CachedDecoder` (the
+static KV cache; what the sampler uses) and `RecomputeDecoder` (runs the training
+forward over the whole sequence at every step; the no-cache baseline and the
+reference the cache is tested against).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from nbp.blocks import BlockLayout
+from nbp.errors import UserError
+from nbp.sampling_controls import SamplingControls, draw, guide
+
+Segment = tuple[int, int]  # [start, end) positions of the generated sequence
+
+
+def generated_layout(config) -> BlockLayout:
+    """Layout of the generated tokens: the full latent grid minus the context frames."""
+    return config.layout
+
+
+def decode_segments(layout: BlockLayout, hybrid: bool) -> list[Segment]:
+    """The slices of the sequence sampled by successive model calls, in order."""
+    n, length = layout.num_tokens, layout.block_len
+    first = [(j, j + 1) for j in range(length)] if hybrid else [(0, length)]
+    return first + [(a, a + length) for a in range(length, n, length)]
+
+
+def count_model_calls(layout: BlockLayout, hybrid: bool) -> int:
+    return len(decode_segments(layout, hybrid))
+
+
+class CachedDecoder:
+    """Logits from the static KV cache: `prefill` once, then one `step` per segment."""
+
+    def __init__(self, model, rows: int, device, dtype=None, step_fn: Callable | None = None):
+        self.model = model
+        self.cache = model.new_cache(rows, device=device, dtype=dtype)
+        self.step_fn = step_fn or model.step
+        self.hybrid = model.config.first_block == "hybrid"
+        self.block_len = generated_layout(model.config).block_len
+
+    def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
+        return self.model.prefill(cond, self.cache)
+
+    def feed(self, seq: torch.Tensor, done: Segment, segment: Segment) -> torch.Tensor:
+        """Feed the tokens just sampled (`done`), get the logits of `segment`."""
+        a, b = done
+        if self.hybrid and b == self.block_len:
+            # The first block went in token by token as [bos, v_0 .. v_{L-2}] (the
+            # start block); the first video block proper is all of v_0 .. v_{L-1}.
+            a = 0
+        return self.step_fn(seq[:, a:b], self.cache)
+
+
+class RecomputeDecoder:
+    """Logits from the training forward over the whole sequence at every step (no cache).
+
+    Not-yet-sampled positions hold token 0; the block-causal mask guarantees they
+    cannot influence the logits of the segment being sampled.
+    """
+
+    def __init__(self, model, rows: int, device, dtype=None, step_fn: Callable | None = None):
+        self.model = model
+        self.cond = None
+
+    def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
+        self.cond = cond
+        return self.feed(seq, (0, 0), segment)
+
+    def feed(self, seq: torch.Tensor, done: Segment, segment: Segment) -> torch.Tensor:
+        a, b = segment
+        return self.model(seq, self.cond)[:, a:b]
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _batch_size_of(cond, default):
+    return cond.shape[0] if isinstance(cond, torch.Tensor) else default
+
+
+@dataclass
+class DecodeStats:
+    model_calls: int
+    seconds: float
+    tokens: int  # generated tokens per sample
+    batch_size: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens * self.batch_size / max(self.seconds, 1e-12)
+
+
+def _with_null(model, cond):
+    """Stack the condition and its null twin: rows [0, B) conditional, [B, 2B) unconditional."""
+    return torch.cat([cond, model.null_condition(cond)], dim=0)
+
+
+@torch.no_grad()
+def sample_sequence(
+    model,
+    cond=None,
+    batch_size: int | None = None,
+    controls: SamplingControls = SamplingControls(),
+    generator: torch.Generator | None = None,
+    decoder: str = "cache",
+    step_fn: Callable | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, DecodeStats]:
+    """Sample the generated token sequence (B, N) in block-major order.
+
+    cond: class ids (B,), context tokens (B, P), or None for an unconditional model
+    (then batch_size says how many). decoder: "cache" or "recompute".
+    """
+    config = model.config
+    layout = generated_layout(config)
+    hybrid = config.first_block == "hybrid"
+    batch = _batch_size_of(cond, batch_size)
+    if batch is None or batch < 1:
+        raise UserError(f"batch size {batch!r} is invalid; give a condition or a batch size >= 1")
+    if controls.guided and config.condition == "none":
+        raise UserError(f"cfg_scale={controls.cfg_scale} needs a conditional model; this one has condition='none'")
+    device = _device_of(model)
+
+    rows = 2 * batch if controls.guided else batch
+    model_cond = _with_null(model, cond) if controls.guided else cond
+    decoder_cls = {"cache": CachedDecoder, "recompute": RecomputeDecoder}[decoder]
+    dec = decoder_cls(model, rows, device, dtype=dtype, step_fn=step_fn)
+    segments = decode_segments(layout, hybrid)
+
+    seq = torch.zeros(rows, layout.num_tokens, dtype=torch.long, device=device)
+    started = time.perf_counter()
+    logits = dec.start(model_cond, seq, segments[0])
+    for index, (a, b) in enumerate(segments):
+        logits = logits.float()
+        if controls.guided:
+            scale = controls.scale_at(index, len(segments))
+            logits = guide(logits[:batch], logits[batch:], scale)
+        tokens = draw(logits, controls, generator)
+        seq[:batch, a:b] = tokens
+        if controls.guided:
+            seq[batch:, a:b] = tokens
+        if index + 1 < len(segments):
+            logits = dec.feed(seq, (a, b), segments[index + 1])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    stats = DecodeStats(model_calls=len(segments), seconds=seconds, tokens=layout.num_tokens, batch_size=batch)
+    return seq[:batch], stats

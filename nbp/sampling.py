@@ -1,0 +1,186 @@
+"""`generate`: from a trained transformer (and tokenizer) to uint8 videos in one call.
+
+    model = load_model("model.pt"); tokenizer = VideoTokenizer.load("tokenizer.pt")
+    video = generate(model, tokenizer, cond=[0, 3], seed=0)   # uint8 (2, 3, T, H, W)
+    write_mp4("samples.mp4", video)
+
+The decoding loop itself lives in nbp.sampler, the logits controls in
+nbp.sampling_controls; this module turns user-level conditions (class ids, a
+context video) into model inputs and token grids back into pixels.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+import torch
+
+from nbp import pixels
+from nbp.errors import UserError
+from nbp.sampler import DecodeStats, generated_layout, sample_sequence
+from nbp.sampling_controls import SamplingControls
+
+__all__ = ["generate", "generate_tokens", "load_model", "compiled_step", "tokens_to_video", "check_compatible"]
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Load a transformer exported by NBP training as `model.pt`, in eval mode on `device`."""
+    from nbp.model_file import load_model_file
+
+    return load_model_file(path).to(device).eval()
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_step(model):
+    """torch.compile of `model.step`, built once per model (dynamic shapes).
+
+    Limitation: the KV cache keeps its write position as a Python int and
+    `step` looks it up, so the compiled step is specialised per position and
+    Dynamo falls back to eager after its recompile limit. Real gains (and CUDA
+    graphs) need a cache whose position is a tensor and that attends over the
+    whole buffer; results are identical either way.
+    """
+    if model not in _COMPILED:
+        _COMPILED[model] = torch.compile(model.step, dynamic=True)
+    return _COMPILED[model]
+
+
+def _class_condition(config, cond, num, device) -> torch.Tensor:
+    if cond is None:
+        raise UserError(f"this model is class-conditional ({config.num_classes} classes); pass cond=class ids")
+    ids = torch.as_tensor(cond, dtype=torch.long).reshape(-1)
+    if ids.numel() == 1 and num:
+        ids = ids.expand(num)
+    bad = ids[(ids < 0) | (ids >= config.num_classes)]
+    if bad.numel():
+        raise UserError(f"class id {int(bad[0])} is out of range; valid: 0..{config.num_classes - 1}")
+    return ids.to(device).contiguous()
+
+
+def context_pixel_frames(tokenizer, config) -> int:
+    """Pixel frames whose (causal) encoding gives exactly the context latent frames: 2 -> 5."""
+    return 1 + tokenizer.config.temporal_downsample * (config.context_frames - 1)
+
+
+def _frames_condition(config, tokenizer, cond, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context -> (prefix tokens (B, P) in sequence order, context grid (B, ctx, H', W'))."""
+    if cond is None:
+        raise UserError("this model continues given frames; pass cond=context video (B,3,T,H,W) or tokens")
+    cond = torch.as_tensor(cond)
+    layout = config.context_layout
+    if cond.dim() == 5:  # pixels
+        if tokenizer is None:
+            raise UserError("a context video needs the tokenizer to encode it; pass tokenizer=...")
+        frames = context_pixel_frames(tokenizer, config)
+        if cond.shape[2] < frames:
+            raise UserError(f"the context video has {cond.shape[2]} frames; this model needs at least {frames}")
+        video = pixels.to_model(cond[:, :, :frames]).to(device)
+        grid = tokenizer.encode(video)[:, : config.context_frames]
+        if tuple(grid.shape[1:]) != layout.grid:
+            raise UserError(f"context video encodes to a {tuple(grid.shape[1:])} grid; the model expects "
+                            f"{layout.grid} (check the video resolution)")
+    elif cond.dim() == 4:  # token grid
+        grid = cond[:, : config.context_frames]
+    elif cond.dim() == 2:  # tokens already in sequence order
+        grid = layout.seq_to_grid(cond)
+    else:
+        raise UserError(f"context of shape {tuple(cond.shape)} is not a video (B,3,T,H,W) or tokens")
+    grid = grid.to(device=device, dtype=torch.long)
+    return layout.grid_to_seq(grid).contiguous(), grid
+
+
+def generate_tokens(
+    model,
+    tokenizer=None,
+    cond=None,
+    num: int | None = None,
+    *,
+    controls: SamplingControls = SamplingControls(),
+    generator: torch.Generator | None = None,
+    compile: bool = False,
+) -> tuple[torch.Tensor, DecodeStats]:
+    """Sample the full latent grid (B, T', H', W') (context frames included) and decode stats."""
+    config = model.config
+    device = next(model.parameters()).device
+    context_grid = None
+    if config.condition == "class":
+        model_cond, batch = _class_condition(config, cond, num, device), None
+    elif config.condition == "frames":
+        (model_cond, context_grid), batch = _frames_condition(config, tokenizer, cond, device), None
+    else:
+        if cond is not None:
+            raise UserError("this model is unconditional; pass num=... instead of cond")
+        model_cond, batch = None, num or 1
+    step_fn = compiled_step(model) if compile else None
+    seq, stats = sample_sequence(model, model_cond, batch, controls, generator, step_fn=step_fn)
+    grid = generated_layout(config).seq_to_grid(seq)
+    if context_grid is not None:
+        grid = torch.cat([context_grid, grid], dim=1)
+    return grid, stats
+
+
+@torch.no_grad()
+def tokens_to_video(tokenizer, grid: torch.Tensor) -> torch.Tensor:
+    """Token grid (B, T', H', W') -> uint8 video (B, 3, T, H, W)."""
+    return pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(grid)))
+
+
+def _generator_for(device, generator, seed):
+    if generator is not None or seed is None:
+        return generator
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def pixel_shape(tokenizer, config) -> tuple[int, int, int]:
+    """Pixel (T, H, W) of the videos whose token grid is the model's latent grid."""
+    t, h, w = config.grid
+    tok = tokenizer.config
+    return 1 + tok.temporal_downsample * (t - 1), h * tok.spatial_downsample, w * tok.spatial_downsample
+
+
+def check_compatible(model, tokenizer) -> None:
+    """One clear line when the tokenizer cannot produce or read this model's tokens."""
+    config = model.config
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UserError(f"tokenizer vocabulary {tokenizer.vocab_size} does not match the model's "
+                        f"vocab_size {config.vocab_size}; use the tokenizer the model was trained with")
+    latent = tuple(tokenizer.latent_shape(*pixel_shape(tokenizer, config)))
+    if latent != tuple(config.grid):
+        raise UserError(f"tokenizer latent grid {latent} cannot match the model grid {tuple(config.grid)}; "
+                        "use the tokenizer the model was trained with")
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer=None,
+    cond=None,
+    num: int | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    cfg_scale: float = 1.0,
+    cfg_ramp: bool = False,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    compile: bool = False,
+) -> torch.Tensor:
+    """Generate videos: uint8 (B, 3, T, H, W), or the token grid (B, T', H', W') without a tokenizer.
+
+    cond: class ids (int, list or (B,) tensor) for a class-conditional model; a context
+    video (B, 3, T, H, W, uint8 or float [0, 1]) or its tokens for a frames-conditioned
+    model (the output then starts with the reconstructed context); None for an
+    unconditional model, with `num` samples. cfg_scale 1 = no guidance.
+    """
+    controls = SamplingControls(temperature=temperature, top_k=top_k, top_p=top_p,
+                                cfg_scale=cfg_scale, cfg_ramp=cfg_ramp)
+    device = next(model.parameters()).device
+    if tokenizer is not None:
+        check_compatible(model, tokenizer)
+    grid, _ = generate_tokens(model, tokenizer, cond, num, controls=controls,
+                              generator=_generator_for(device, generator, seed), compile=compile)
+    return grid if tokenizer is None else tokens_to_video(tokenizer, grid)
