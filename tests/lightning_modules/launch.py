@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -50,6 +51,26 @@ def toy_config(root: Path, *, max_steps: int, devices: int = 1, num_nodes: int =
 
 def fit_in_process(config_path: Path, *extra: str) -> int:
     return nbp_main(["train", "fit", "--config", str(config_path), *extra])
+
+
+def run_forked(fn, *args, timeout: float = 60) -> int:
+    """Run a small function in a forked child (a real process, no fresh imports); its exit code.
+
+    Only for code without intra-op parallelism: a forked child of a process that already ran
+    OpenMP regions can hang in its thread pool, so training runs use real subprocesses.
+    """
+    child = multiprocessing.get_context("fork").Process(target=_exit_with, args=(fn, *args))
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        raise TimeoutError(f"forked {fn.__name__} did not finish in {timeout} s")
+    return child.exitcode
+
+
+def _exit_with(fn, *args) -> None:
+    os._exit(int(fn(*args) or 0))
 
 
 def _env() -> dict:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
-import sys
-import textwrap
 
 import torch
 
@@ -17,12 +15,12 @@ from lightning_modules.checkpointing import (
 )
 from lightning_modules.resumable import ResumableDataLoader, ResumableSampler
 from tests.lightning_modules.launch import (
-    REPO_ROOT,
     assert_same_weights,
     fit_in_process,
     load_weights,
     nbp_fit_command,
     read_steps,
+    run_forked,
     run_subprocess,
     toy_config,
     write_config,
@@ -91,21 +89,17 @@ def test_kill_mid_write_leaves_previous_checkpoint(tmp_path):
     """A process SIGKILLed while writing last.ckpt leaves the old last.ckpt whole."""
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint(_tiny_checkpoint(2), target)
-    script = textwrap.dedent(
-        f"""
-        import os, signal, torch
-        from lightning_modules.checkpointing import AtomicCheckpointIO
-        real_save = torch.save
-        def save_then_die(obj, handle, *a, **k):
-            handle.write(b"PK\\x03\\x04 half a checkpoint")  # some bytes reach the disk ...
-            handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)  # ... then the process dies mid-write
-        torch.save = save_then_die
-        AtomicCheckpointIO().save_checkpoint({{"global_step": 3}}, {str(target)!r})
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == -signal.SIGKILL, out.stderr
+
+    def save_then_die(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the disk ...
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # ... then the process dies mid-write
+
+    def write_in_child():
+        torch.save = save_then_die  # only in the forked child
+        AtomicCheckpointIO().save_checkpoint({"global_step": 3}, target)
+
+    assert run_forked(write_in_child) == -signal.SIGKILL
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.ckpt"]
     assert leftovers and all(name.startswith(".partial-") for name in leftovers)  # the dead write's temp file
     assert torch.load(target, weights_only=True)["global_step"] == 2
