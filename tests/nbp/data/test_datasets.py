@@ -199,3 +199,35 @@ def test_synthetic_config_builds_the_on_the_fly_dataset():
 def test_synthetic_config_with_root_reads_the_written_files(synthetic_root):
     ds = build_dataset(DatasetConfig(kind="synthetic", root=str(synthetic_root), split="test", **SMALL))
     assert isinstance(ds, UCF101Dataset) and len(ds) == 6
+
+
+class _RecordingFolder(VideoFolderDataset):
+    """Returns, with each item, the skip warnings raised while reading it (inside the worker)."""
+
+    def __getitem__(self, index):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            item = super().__getitem__(index)
+        item["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SkippedVideoWarning)]
+        return item
+
+
+def _keep_items(items):
+    return items
+
+
+def test_workers_count_and_name_themselves_in_skip_warnings(tmp_path, synthetic_root):
+    root = _small_folder(tmp_path / "videos", synthetic_root, classes=(0,), per_class=3)
+    for name in ("z1.mp4", "z2.mp4"):  # sorted last, so construction (first file good) does not meet them
+        (root / CLASS_NAMES[0] / name).write_bytes(b"garbage")
+    ds = _RecordingFolder(root, **SMALL)
+    assert ds.skipped == 0
+    loader = DataLoader(ds, batch_size=1, num_workers=2, collate_fn=_keep_items)
+    items = [item for batch in loader for item in batch]
+    messages = [m for item in items for m in item["warnings"]]
+    assert len(items) == 5 and all(not item["path"].endswith(("z1.mp4", "z2.mp4")) for item in items)
+    # Each worker reports each bad file it meets once, naming itself and its running count.
+    assert 2 <= len(messages) <= 4
+    assert all(m.startswith("skipped video (worker ") and " skipped so far)" in m for m in messages)
+    assert {m.split(":")[0] for m in messages} <= {"skipped video (worker 0", "skipped video (worker 1"}
+    assert ds.skipped == 0  # the main process's copy read nothing
