@@ -46,7 +46,7 @@ def tile_side_by_side(video) -> np.ndarray:
     return np.concatenate(list(batch), axis=2)
 
 
-def _video_codec() -> str:
+def video_codec() -> str:
     """H.264 when this PyAV build can encode it, else MPEG-4 part 2."""
     for name in ("libx264", "mpeg4"):
         try:
@@ -67,7 +67,7 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
 
 def encode_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, pix_fmt: str) -> None:
     """Encode uint8 (T, H, W, C) frames into `path` (mp4 container)."""
-    codec = _video_codec()
+    codec = video_codec()
     if codec != "libx264":
         pix_fmt = "yuv420p"  # mpeg4 has no 4:4:4 profile
     if pix_fmt != "yuv444p":

@@ -57,13 +57,13 @@ def camera_pan_video(frames: int, height: int, width: int, seed: int) -> np.ndar
 def write_sources(folder: Path, args) -> list[Path]:
     import av
 
-    from nbp.video_io import _video_codec
+    from nbp.video_io import video_codec
 
     paths, num_frames = [], round(args.seconds * args.source_fps)
     for i in range(args.videos):
         path = folder / f"source_{i}.mp4"
         with av.open(str(path), mode="w") as container:
-            stream = container.add_stream(_video_codec(), rate=args.source_fps)
+            stream = container.add_stream(video_codec(), rate=args.source_fps)
             stream.width, stream.height, stream.pix_fmt = args.width, args.height, "yuv420p"
             stream.gop_size = args.gop
             for frame in camera_pan_video(num_frames, args.height, args.width, seed=i):
@@ -86,9 +86,9 @@ def run(args) -> dict:
         raise UserError("--position random would make the two methods read different clips; use center or start")
     with tempfile.TemporaryDirectory() as tmp:
         if args.source:
-            from nbp.data.datasets import _list_videos
+            from nbp.data.datasets import list_videos
 
-            paths = _list_videos(Path(args.source))
+            paths = list_videos(Path(args.source))
             if not paths:
                 raise UserError(f"--source {args.source}: no video files found")
         else:

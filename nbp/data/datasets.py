@@ -40,7 +40,7 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _list_videos(folder: Path) -> list[Path]:
+def list_videos(folder: Path) -> list[Path]:
     """All video files below `folder`, sorted, so the order is the same on every machine."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -167,7 +167,7 @@ def parse_ucf_split(split_file: Path, class_names: list[str]) -> list[tuple[str,
 
 def _case_insensitive_index(root: Path) -> dict[str, Path]:
     """lower-case relative path -> real path, for split lists whose case differs from the files on disk."""
-    return {str(p.relative_to(root)).replace(os.sep, "/").lower(): p for p in _list_videos(root)}
+    return {str(p.relative_to(root)).replace(os.sep, "/").lower(): p for p in list_videos(root)}
 
 
 def _resolve_listed(root: Path, entries: list[tuple[str, int]], searched: str) -> list[tuple[str, int]]:
@@ -285,7 +285,7 @@ class Kinetics600Dataset(VideoClipDataset):
     def _from_folders(self, split_dir: Path) -> list[tuple[str, int]]:
         classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
         self.class_names = classes
-        return [(str(p), i) for i, name in enumerate(classes) for p in _list_videos(split_dir / name)]
+        return [(str(p), i) for i, name in enumerate(classes) for p in list_videos(split_dir / name)]
 
     def _from_csv(self, csv_path: Path, video_root: Path) -> tuple[list[tuple[str, int]], str]:
         if not csv_path.is_file():
@@ -293,7 +293,7 @@ class Kinetics600Dataset(VideoClipDataset):
         rows = parse_kinetics_csv(csv_path)
         self.class_names = sorted({label for _, label in rows})
         label_ids = {name: i for i, name in enumerate(self.class_names)}
-        by_stem = {p.stem: p for p in _list_videos(video_root)}
+        by_stem = {p.stem: p for p in list_videos(video_root)}
         videos = [(str(by_stem[stem]), label_ids[label]) for stem, label in rows if stem in by_stem]
         missing = len(rows) - len(videos)
         if missing and videos:
@@ -322,7 +322,7 @@ class VideoFolderDataset(VideoClipDataset):
         resize: str = "crop",
     ):
         root = _require_dir(Path(root), "video folder")
-        paths = _list_videos(root)
+        paths = list_videos(root)
         labelled = bool(paths) and all(len(p.relative_to(root).parts) == 2 for p in paths)
         if labelled:
             self.class_names = sorted({p.parent.name for p in paths})
