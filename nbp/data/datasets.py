@@ -97,7 +97,7 @@ class VideoClipDataset(Dataset):
         path = self.videos[index][0]
         # Random clip positions draw from torch's generator: seeded by torch.manual_seed
         # and re-seeded per DataLoader worker, so workers do not repeat each other.
-        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        rng = np.random.default_rng(int(torch.randint(2**62, ()))) if self.clip == "random" else None
         return read_clip(path, self.frames, self.fps, self.size, self.clip, self.resize, rng)
 
     def _report_skip(self, path: str, err: Exception) -> None:
