@@ -76,16 +76,22 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def batch_size_of(batch: Any) -> int:
-    """Leading dimension of the first tensor found in the batch."""
+    """Leading dimension of the first tensor found in the batch (dicts, lists and tuples are searched)."""
+    size = _first_tensor_rows(batch)
+    if size is None:
+        raise TypeError(f"cannot find a tensor in a batch of type {type(batch).__name__}")
+    return size
+
+
+def _first_tensor_rows(batch: Any) -> int | None:
     if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0])
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            if isinstance(item, (torch.Tensor, dict, list, tuple)):
-                return batch_size_of(item)
-    raise TypeError(f"cannot find a tensor in a batch of type {type(batch).__name__}")
+        return int(batch.shape[0]) if batch.dim() else None
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    for item in items:
+        size = _first_tensor_rows(item)
+        if size is not None:
+            return size
+    return None
 
 
 class ThroughputMonitor(Callback):
