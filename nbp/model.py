@@ -50,13 +50,15 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, backend, rope=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, mask, backend, rope=None, cache: KVCache | None = None, layer: int = 0, index=None):
         B, S, C = x.shape
         q, k, v = (t.view(B, S, self.n_head, self.head_dim).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
         if rope is not None:
             q, k = rotate(q, *rope), rotate(k, *rope)
-        if cache is not None:
+        if cache is not None and index is None:
             k, v = cache.update(layer, k, v)
+        elif cache is not None:
+            k, v = cache.update_static(layer, k, v, index)
         # no dropout on attention probabilities: it would make the backends differ (flex has none)
         y = attention(q, k, v, mask=mask, backend=backend)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, S, C)))
@@ -99,8 +101,8 @@ class Block(nn.Module):
         self.attn = SelfAttention(cfg)
         self.mlp = GeluMLP(cfg) if cfg.arch == "reference" else SwiGLU(cfg)
 
-    def forward(self, x, mask, backend, rope=None, cache=None, layer=0):
-        x = x + self.attn(self.norm1(x), mask, backend, rope, cache, layer)
+    def forward(self, x, mask, backend, rope=None, cache=None, layer=0, index=None):
+        x = x + self.attn(self.norm1(x), mask, backend, rope, cache, layer, index)
         return x + self.mlp(self.norm2(x))
 
 
@@ -142,6 +144,7 @@ class NBPTransformer(nn.Module):
         bounds = group_boundaries(self.mask_spec)
         self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
         self._backends: dict[str, str] = {}
+        self._compiled_step = None  # set by compile_step()
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -202,12 +205,12 @@ class NBPTransformer(nn.Module):
         angles = torch.cat(angles, dim=1)
         return angles.cos().float(), angles.sin().float()
 
-    def _positions(self, x: torch.Tensor, start: int, end: int):
-        """Add the position signal of positions start..end to x; return (x, rope tables or None)."""
+    def _positions(self, x: torch.Tensor, where):
+        """Add the position signal of positions `where` (a slice or an index tensor) to x; return (x, rope or None)."""
         if self.config.arch == "reference":
-            return x + self.pos_emb[start:end], None
-        x = x + self.segment_emb(self.segments[start:end])
-        return x, (self.rope_cos[start:end], self.rope_sin[start:end])
+            return x + self.pos_emb[where], None
+        x = x + self.segment_emb(self.segments[where])
+        return x, (self.rope_cos[where], self.rope_sin[where])
 
     # ------------------------------------------------------------------ conditions
 
@@ -273,7 +276,7 @@ class NBPTransformer(nn.Module):
             parts += [self.bos_emb.expand(B, -1, -1), self.tok_emb(video[:, : L - 1])]
         parts.append(self.tok_emb(video[:, : N - L]))
         x = torch.cat([p for p in parts if p is not None], dim=1)
-        x, rope = self._positions(x, 0, self.seq_len)
+        x, rope = self._positions(x, slice(0, self.seq_len))
         x = self.drop(x)
 
         backend = self.backend_for(video.device)
@@ -309,13 +312,30 @@ class NBPTransformer(nn.Module):
         return KVCache(cfg.n_layer, batch_size, cfg.n_head, self.seq_len, cfg.head_dim, device, dtype)
 
     def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:
-        start, end = cache.pos, cache.pos + x.shape[1]
-        x, rope = self._positions(x, start, end)
+        """Eager decoding: write by slice at the host position, attend to the filled part of the cache."""
+        x, rope = self._positions(x, slice(cache.pos, cache.pos + x.shape[1]))
         backend = "sdpa" if mask is not None else self.backend_for(x.device)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, backend, rope, cache, layer)
-        cache.advance(end - start)
         return x
+
+    def _static_step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Compiled decoding: positions live on the device and attention covers the whole
+        buffer with the unwritten tail masked, so every step of one length has the same
+        shapes and the same graph, whatever the position."""
+        n = tokens.shape[1]
+        index = cache.step_index(n)
+        x, rope = self._positions(self.tok_emb(tokens), index)
+        mask = cache.valid_keys(n)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask, "sdpa", rope, cache, layer, index)
+        return self._logits(x)
+
+    def compile_step(self, mode: str | None = None, backend="inductor") -> "NBPTransformer":
+        """Route `step` through a torch.compile'd static-shape step (mode="reduce-overhead" adds
+        CUDA graphs). At most two graphs: one token (hybrid first block) and one block."""
+        self._compiled_step = torch.compile(self._static_step, mode=mode, backend=backend, dynamic=False)
+        return self
 
     @torch.no_grad()
     def prefill(self, cond, cache: KVCache) -> torch.Tensor:
@@ -336,7 +356,9 @@ class NBPTransformer(nn.Module):
         n = x.shape[1]
         # the prefix must not see the start block, so this one call needs the mask
         mask = block_causal_mask(self.mask_spec, x.device)[:n, :n]
+        cache.check_room(n)
         x = self._run_cached(x, cache, mask)
+        cache.advance(n)
         return self._logits(x[:, self.prefix_len:])
 
     @torch.no_grad()
@@ -353,8 +375,12 @@ class NBPTransformer(nn.Module):
                 f"step of {n} token(s) at position {start} does not cover exactly one block "
                 f"(expected {None if end is None else end - start}); call prefill first and feed one block at a time"
             )
-        x = self.tok_emb(tokens)
-        return self._logits(self._run_cached(x, cache, mask=None))
+        if self._compiled_step is not None:
+            logits = self._compiled_step(tokens, cache)
+        else:
+            logits = self._logits(self._run_cached(self.tok_emb(tokens), cache, mask=None))
+        cache.advance(n)
+        return logits
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -198,6 +198,25 @@ def test_prefill_and_step_equal_forward(case):
     assert calls == model.config.decode_steps
 
 
+def test_compiled_static_step_needs_two_graphs_and_equals_forward():
+    from torch._dynamo.testing import CompileCounter
+
+    model = make(block=(1, 2, 2), first_block="hybrid", condition="class", arch="modern")
+    video, cond = tokens(model), sample_cond(model, 2)
+    graphs = CompileCounter()  # counts compiled graphs and runs them as they are
+    model.compile_step(backend=graphs)
+    for _ in range(2):  # a second video reuses the graphs
+        decoded, _ = teacher_forced_decode(model, video, cond)
+        torch.testing.assert_close(decoded, model(video, cond), atol=1e-5, rtol=1e-5)
+    assert graphs.frame_count == 2  # one token (first block) and one block, whatever the position
+
+
+def test_compile_switch_wraps_the_blocks():
+    model = NBPTransformer(tiny(compile=True))
+    assert all(block._compiled_call_impl is not None for block in model.blocks)
+    assert "blocks.0.attn.qkv.weight" in model.state_dict()  # no wrapper prefix in the weights
+
+
 def test_step_must_cover_one_block():
     model = make(block=(1, 1, 4))
     cache = model.new_cache(2)
