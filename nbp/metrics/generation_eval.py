@@ -1,0 +1,76 @@
+"""What `nbp eval ucf101` and `nbp eval k600` share: loading the generator, sampling flags, shard filling."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from nbp.errors import UserError
+from nbp.files import sha256_file
+
+
+def add_generation_args(parser) -> None:
+    parser.add_argument("--model", type=str, required=True, help="transformer file (model.pt written by training)")
+    parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file the model was trained with")
+    parser.add_argument("--detector", type=str, default=None, help="TorchScript I3D or i3d_pretrained_400.pt state dict")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=16, help="videos generated per forward pass")
+    parser.add_argument("--shard_size", "--shard-size", type=int, default=256, help="videos per cached shard")
+    parser.add_argument("--cache", type=str, default=None, help="folder for generated shards (default: <out>_samples)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_k", "--top-k", type=int, default=None)
+    parser.add_argument("--top_p", "--top-p", type=float, default=None)
+    parser.add_argument("--cfg_scale", "--cfg-scale", type=float, default=1.0, help="1 = no classifier-free guidance")
+    parser.add_argument("--fps", type=float, default=8, help="frame rate real clips are resampled to")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
+    parser.add_argument("--device", type=str, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def check_generation_args(args) -> None:
+    for flag in ("batch_size", "shard_size"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    if args.num_samples < 2:
+        raise UserError(f"--num-samples {args.num_samples}: FVD needs at least 2")
+
+
+def load_generator(model_path: str, tokenizer_path: str, device: torch.device):
+    """(model, tokenizer, checksums) on `device`, checked to fit each other."""
+    from nbp.sampling import check_compatible, load_model
+    from tokenizer import VideoTokenizer
+
+    model = load_model(model_path, device)
+    tokenizer = VideoTokenizer.load(tokenizer_path, map_location="cpu").to(device).eval()
+    check_compatible(model, tokenizer)
+    return model, tokenizer, {"model_sha256": sha256_file(model_path), "tokenizer_sha256": sha256_file(tokenizer_path)}
+
+
+def sampling_settings(args) -> dict:
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale}
+
+
+def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Generator:
+    """Each shard has its own stream, so resumed or multi-rank runs make the same samples."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + shard)
+
+
+def fill_shards(shards, rank: int, world: int, make_shard) -> int:
+    """Generate every missing shard of this rank with `make_shard(index) -> (videos, cond)`; returns how many."""
+    from tqdm import tqdm
+
+    todo = shards.missing(rank, world)
+    total = sum(len(shards.shard_range(k)) for k in todo)
+    with tqdm(total=total, desc="generating", unit="video", file=sys.stderr, disable=None) as bar:
+        for index in todo:
+            videos, cond = make_shard(index)
+            shards.write(index, videos, cond)
+            bar.update(videos.shape[0])
+    return len(todo)
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
