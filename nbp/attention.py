@@ -86,14 +86,16 @@ def flex_mask_mod(spec: MaskSpec, device: torch.device | str = "cpu"):
     return block_causal
 
 
+def _aligned(shape, dtype, device) -> torch.Tensor:
+    # xformers wants the bias's rows 8-aligned in memory: allocate padded, then slice
+    rows, cols = shape
+    return torch.zeros(rows, (cols + 7) // 8 * 8, device=device, dtype=dtype)[:, :cols]
+
+
 @lru_cache(maxsize=32)
 def _xformers_bias(spec: MaskSpec, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # xformers wants the bias's last dimension 8-aligned in memory: allocate padded, then slice
-    n = spec.seq_len
-    padded = torch.zeros(n, (n + 7) // 8 * 8, device=device, dtype=dtype)
-    bias = padded[:, :n]
-    bias.masked_fill_(~block_causal_mask(spec, device), float("-inf"))
-    return bias
+    bias = _aligned((spec.seq_len, spec.seq_len), dtype, device)
+    return bias.masked_fill_(~block_causal_mask(spec, device), float("-inf"))
 
 
 def build_mask(backend: str, spec: MaskSpec, device: torch.device | str, dtype: torch.dtype = torch.float32):
@@ -127,6 +129,8 @@ def _xformers_attention(q, k, v, bias, dropout_p):
     import xformers.ops as xops
 
     if bias is not None:
+        if bias.dtype != q.dtype:  # xformers wants equal dtypes; keep the 8-aligned storage
+            bias = _aligned(bias.shape, q.dtype, bias.device).copy_(bias)
         bias = bias.expand(q.shape[0], q.shape[1], -1, -1)
     # xformers layout is (B, S, H, D)
     out = xops.memory_efficient_attention(

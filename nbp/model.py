@@ -280,7 +280,9 @@ class NBPTransformer(nn.Module):
         x = self.drop(x)
 
         backend = self.backend_for(video.device)
-        mask = build_mask(backend, self.mask_spec, video.device, x.dtype)
+        autocast = torch.is_autocast_enabled(video.device.type)
+        compute_dtype = torch.get_autocast_dtype(video.device.type) if autocast else x.dtype
+        mask = build_mask(backend, self.mask_spec, video.device, compute_dtype)
         for block in self.blocks:
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, mask, backend, rope, use_reentrant=False)

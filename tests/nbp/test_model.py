@@ -50,7 +50,8 @@ def tokens(model, batch=2, seed=0):
 
 def plain_causal_forward(model, video):
     """A minGPT forward written out by hand with the model's weights and a causal mask."""
-    x = torch.cat([model.start_emb.expand(video.shape[0], -1, -1), model.tok_emb(video[:, :-1])], dim=1)
+    first = model.start_emb if model.config.first_block == "start_block" else model.bos_emb
+    x = torch.cat([first.expand(video.shape[0], -1, -1), model.tok_emb(video[:, :-1])], dim=1)
     x = x + model.pos_emb
     B, S, C = x.shape
     H = model.config.n_head
@@ -66,8 +67,9 @@ def plain_causal_forward(model, video):
     return model.head(model.norm_f(x))
 
 
-def test_block_of_one_is_a_plain_causal_transformer():
-    model = make(block=(1, 1, 1))
+@pytest.mark.parametrize("first_block", ["start_block", "hybrid"])
+def test_block_of_one_is_a_plain_causal_transformer(first_block):
+    model = make(block=(1, 1, 1), first_block=first_block)
     video = tokens(model)
     torch.testing.assert_close(model(video), plain_causal_forward(model, video), atol=1e-5, rtol=1e-5)
 
