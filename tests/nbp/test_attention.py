@@ -115,6 +115,24 @@ def test_flex_block_mask_is_cached_per_shape():
     assert a.shape[-2:] == (spec.seq_len, spec.seq_len)
 
 
+def test_flex_block_mask_gives_naive_attention_on_cpu_forward():
+    # CPU stand-in for the GPU test: eager FlexAttention (forward only on CPU) with our cached
+    # BlockMask, over two 128-token tiles so that tile skipping and partial tiles both occur
+    if not flex_importable():
+        pytest.skip("FlexAttention is not importable in this torch build")
+    import warnings
+
+    from torch.nn.attention.flex_attention import flex_attention
+
+    spec = MaskSpec(1, 8, 20, "start_block")
+    q, k, v = qkv(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is not compiled
+        out = flex_attention(q, k, v, block_mask=build_mask("flex", spec, "cpu"))
+    want = naive_attention(q.double(), k.double(), v.double(), block_causal_mask(spec)).float()
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not flex_importable(), reason="FlexAttention is not importable")
 def test_flex_matches_naive_on_gpu():

@@ -329,3 +329,41 @@ def test_base_preset_size_on_meta_device():
         model = NBPTransformer(NBPConfig.from_preset("base"))
     blocks = sum(p.numel() for p in model.blocks.parameters())
     assert 24 * 12 * 1536**2 <= blocks < 24 * 12.1 * 1536**2  # about 680M in the transformer blocks
+
+
+# ----------------------------------------------------------------------------- GPU backends
+
+
+def gpu_backends():
+    from nbp.attention import available_backends
+
+    return [b for b in ("flex", "xformers") if torch.cuda.is_available() and b in available_backends("cuda")]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["flex", "xformers"])
+def test_gpu_backend_trains_the_same_model_as_sdpa(backend):
+    if backend not in gpu_backends():
+        pytest.skip(f"{backend} is not available on this GPU machine")
+    case = dict(block=(1, 2, 2), first_block="hybrid", condition="class", n_embd=64, n_head=2)
+    ref = NBPTransformer(tiny(**case, attn_backend="sdpa")).cuda().train()
+    other = NBPTransformer(tiny(**case, attn_backend=backend)).cuda().train()
+    other.load_state_dict(ref.state_dict())
+    video, cond = tokens(ref).cuda(), sample_cond(ref, 2).cuda()
+    losses = []
+    for model in (ref, other):
+        loss, _ = model.loss(video, cond)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-4, rtol=1e-4)
+    for (name, a), b in zip(ref.named_parameters(), other.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.gpu
+def test_cached_decoding_on_gpu_with_compiled_step():
+    model = make(block=(1, 1, 4), first_block="hybrid", condition="class").cuda()
+    video, cond = tokens(model).cuda(), sample_cond(model, 2).cuda()
+    model.compile_step(mode="reduce-overhead")
+    decoded, _ = teacher_forced_decode(model, video, cond)
+    torch.testing.assert_close(decoded, model(video, cond), atol=1e-4, rtol=1e-4)
