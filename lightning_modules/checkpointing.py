@@ -137,10 +137,11 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     def _find_last_checkpoints(self, trainer) -> set[str]:
         folder = self.checkpoint_dir(trainer)
-        if not folder.is_dir():
-            return set()
+        paths = list(folder.iterdir()) if folder.is_dir() else []
+        # The checkpoint Lightning writes on SLURM's pre-timeout signal before requeueing the job.
+        paths += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
         found = set()
-        for path in folder.iterdir():
+        for path in paths:
             if path.suffix != self.FILE_EXTENSION:
                 continue
             # Every complete checkpoint is a resume candidate; Lightning takes the newest by mtime.
