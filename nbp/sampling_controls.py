@@ -97,18 +97,43 @@ def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Ten
     return top_p_filter(logits, controls.top_p)
 
 
+def _candidates(logits: torch.Tensor, controls: SamplingControls):
+    """The tokens that survive top-k and top-p, as (candidate logits, their token ids or None).
+
+    With top-k the k best come sorted from `topk`, so top-p only sorts k values,
+    not the whole vocabulary (64k for the paper's tokenizer). Dropped candidates
+    get -inf. Same set as `filter_logits`, but cheaper.
+    """
+    k = controls.top_k if controls.top_k and controls.top_k < logits.shape[-1] else None
+    nucleus = controls.top_p is not None and controls.top_p < 1.0
+    if k is not None:
+        values, ids = torch.topk(logits, k, dim=-1)
+    elif nucleus:
+        values, ids = torch.sort(logits, dim=-1, descending=True)
+    else:
+        return logits, None
+    if nucleus:
+        probs = torch.softmax(values, dim=-1)
+        mass_above = torch.cumsum(probs, dim=-1) - probs
+        values = values.masked_fill(mass_above >= controls.top_p, float("-inf"))
+    return values, ids
+
+
 def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample one token per row of logits (..., V) -> int64 (...).
 
-    Sampling uses the Gumbel-max trick: argmax(logits + Gumbel noise) is an exact
-    draw from softmax(logits). The noise has the full logits shape, so the number of
-    random numbers consumed per step depends only on the shape: two decoders that
-    see the same logits with the same generator draw the same tokens.
+    Inverse-CDF sampling: one uniform number per row, located in the cumulative
+    distribution of the candidates. A step consumes exactly one random number per
+    (batch row, position), so two decoders that see the same logits with the same
+    generator draw the same tokens. Greedy (temperature 0) consumes none.
     """
-    filtered = filter_logits(logits, controls)
+    logits = logits.float()
     if controls.temperature == 0:
-        return filtered.argmax(dim=-1)
-    noise = torch.empty_like(filtered).exponential_(generator=generator)
-    # An exact 0 draw would give +inf noise and could resurrect a filtered (-inf) token.
-    noise = noise.clamp_min_(torch.finfo(noise.dtype).tiny)
-    return (filtered - noise.log()).argmax(dim=-1)
+        return logits.argmax(dim=-1)
+    values, ids = _candidates(logits / controls.temperature, controls)
+    cdf = torch.cumsum(torch.softmax(values, dim=-1), dim=-1)
+    uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator)
+    # right=True picks the first index whose cdf exceeds the draw, which never is a
+    # zero-probability (filtered) candidate: its cdf equals its predecessor's.
+    choice = torch.searchsorted(cdf, uniform * cdf[..., -1:], right=True).clamp_max_(cdf.shape[-1] - 1)
+    return (choice if ids is None else ids.gather(-1, choice)).squeeze(-1)

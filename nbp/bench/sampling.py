@@ -1,0 +1,151 @@
+"""`nbp bench sampling`: how fast block-parallel decoding is, versus next-token prediction and versus no cache.
+
+Random weights (speed does not depend on them), the paper's UCF-101 layout:
+17x128x128 -> 5x16x16 = 1280 tokens, rows of 16 with a hybrid first block
+(95 model calls), against the same model with block (1, 1, 1) (1280 calls).
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from nbp.config import PRESETS, NBPConfig
+from nbp.errors import UserError
+from nbp.model import NBPTransformer
+from nbp.sampler import sample_sequence
+from nbp.sampling import compiled_step
+from nbp.sampling_controls import SamplingControls
+
+GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
+VOCAB, CLASSES = 64000, 101
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description="Measure block-parallel sampling speed (JSON on stdout).")
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda")
+    parser.add_argument("--dtype", type=str, default="float32", help=", ".join(DTYPES))
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step")
+    parser.add_argument("--ntp", type=bool, default=True, help="also time next-token prediction (1280 calls)")
+    parser.add_argument("--no-cache", type=bool, default=True,
+                        help="also time NBP without a cache (full forward at every step)")
+    parser.add_argument("--decode", type=bool, default=True,
+                        help="also time tokenizer decoding (ucf101 tokenizer preset, random weights)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a busy CPU")
+    parser.add_argument("--top-k", type=int, default=16000, help="the paper's sampling defaults")
+    parser.add_argument("--top-p", type=float, default=0.9)
+    return parser
+
+
+def make_model(preset: str, block, device, dtype) -> NBPTransformer:
+    config = NBPConfig.from_preset(preset, vocab_size=VOCAB, grid=GRID, block=block, first_block="hybrid",
+                                   condition="class", num_classes=CLASSES, dropout=0.0)
+    return NBPTransformer(config).to(device=device, dtype=dtype).eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "cache") -> dict:
+    """One warm-up pass of a few steps is not enough for compile; so warm up with a full run when compiling."""
+    device = next(model.parameters()).device
+    cond = torch.arange(batch, device=device) % CLASSES
+    generator = torch.Generator(device=device).manual_seed(0)
+    step_fn = compiled_step(model) if compile else None
+    if compile:
+        sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+    _sync(device)
+    seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+    return {
+        "model_calls": stats.model_calls,
+        "seconds": round(stats.seconds, 4),
+        "tokens_per_s": round(stats.tokens_per_second, 1),
+        "frames_per_s": round(batch * FRAMES / stats.seconds, 3),
+        "_grid": model.config.layout.seq_to_grid(seq),
+    }
+
+
+def time_decode(grid: torch.Tensor, device, dtype) -> float:
+    from tokenizer import TokenizerConfig, VideoTokenizer
+
+    tokenizer = VideoTokenizer(TokenizerConfig.from_preset("ucf101")).to(device=device).eval()
+    grid = grid.clamp_max(tokenizer.vocab_size - 1)
+    with torch.no_grad():
+        tokenizer.decode(grid[:1])  # warm-up (allocations, kernel selection)
+        _sync(device)
+        started = time.perf_counter()
+        tokenizer.decode(grid)
+        _sync(device)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
+    args = build_parser(prog).parse_args(argv)
+    if args.preset not in PRESETS:
+        raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
+    if args.dtype not in DTYPES:
+        raise UserError(f"--dtype {args.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads {args.threads} is invalid; use >= 1")
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
+    batch = args.batch_size
+
+    nbp_model = make_model(args.preset, ROW, device, dtype)
+    sample_sequence(nbp_model, torch.zeros(batch, dtype=torch.long, device=device), batch, controls)  # warm-up
+    nbp = time_sampling(nbp_model, batch, controls, args.compile)
+    grid = nbp.pop("_grid")
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "preset": args.preset,
+        "params": nbp_model.num_params(),
+        "dtype": args.dtype,
+        "batch_size": batch,
+        "compile": args.compile,
+        "sampling": {"top_k": args.top_k, "top_p": args.top_p, "temperature": 1.0},
+        "layout": {"frames": FRAMES, "resolution": RESOLUTION, "grid": list(GRID), "tokens": nbp_model.num_tokens},
+        "nbp": {"block": list(ROW), "first_block": "hybrid", **nbp},
+    }
+    if args.ntp:
+        ntp_model = make_model(args.preset, (1, 1, 1), device, dtype)
+        ntp = time_sampling(ntp_model, batch, controls, args.compile)
+        ntp.pop("_grid")
+        report["ntp"] = {"block": [1, 1, 1], **ntp}
+        # the headline number: wall-clock of next-token over next-block sampling
+        report["speedup"] = round(ntp["seconds"] / nbp["seconds"], 2)
+    if args.no_cache:
+        recompute = time_sampling(nbp_model, batch, controls, compile=False, decoder="recompute")
+        recompute.pop("_grid")
+        report["cache"] = {
+            "static_cache_seconds": nbp["seconds"],
+            "no_cache_seconds": recompute["seconds"],
+            "speedup": round(recompute["seconds"] / nbp["seconds"], 2),
+        }
+    if args.decode:
+        decode_s = time_decode(grid, device, dtype)
+        report["decode_seconds"] = round(decode_s, 4)
+        report["nbp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (nbp["seconds"] + decode_s), 3)
+        if "ntp" in report:
+            report["ntp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (report["ntp"]["seconds"] + decode_s), 3)
+    print(json.dumps(report, indent=2))
+    return 0
