@@ -32,7 +32,7 @@ class KVCache:
         self.key_positions = torch.arange(max_len, device=device)
         if torch.device(device or "cpu").type == "cuda":
             # tell torch.compile the buffers never move, so CUDA graphs use them in place
-            for buf in self.k + self.v:
+            for buf in [*self.k, *self.v, self.device_pos, self.key_positions]:
                 torch._dynamo.mark_static_address(buf)
 
     @property
