@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from tokenizer.config import TokenizerConfig
@@ -30,7 +31,8 @@ class Decoder(nn.Module):
                 ch = widths[i - 1]
         self.stages = nn.Sequential(*stages)
         self.norm_out = FrameGroupNorm(groups, ch)
-        self.conv_out = CausalConv3d(ch, config.in_channels)
+        self.patch = config.patch_size
+        self.conv_out = CausalConv3d(ch, config.in_channels * self.patch**2)
 
     @property
     def last_layer_weight(self) -> torch.Tensor:
@@ -39,4 +41,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        if self.patch > 1:
+            out = rearrange(out, "b (c p q) t h w -> b c t (h p) (w q)", p=self.patch, q=self.patch)
+        return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from tokenizer.config import TokenizerConfig
@@ -25,7 +26,8 @@ class Encoder(nn.Module):
         super().__init__()
         widths = [config.base_channels * m for m in config.channel_mults]
         groups = config.norm_groups
-        self.conv_in = CausalConv3d(config.in_channels, widths[0])
+        self.patch = config.patch_size
+        self.conv_in = CausalConv3d(config.in_channels * self.patch**2, widths[0])
         stages: list[nn.Module] = []
         kinds = transition_kinds(config)
         ch = widths[0]
@@ -41,5 +43,7 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv3d(ch, config.latent_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.patch > 1:
+            x = rearrange(x, "b c t (h p) (w q) -> b (c p q) t h w", p=self.patch, q=self.patch)
         h = self.mid(self.stages(self.conv_in(x)))
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -46,8 +46,7 @@ class VideoTokenizer(nn.Module):
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         self._check_shape(frames, height, width)
-        c = self.config
-        return (frames - 1) // c.temporal_downsample + 1, height // c.spatial_downsample, width // c.spatial_downsample
+        return self.config.latent_shape(frames, height, width)
 
     def _check_shape(self, frames: int, height: int, width: int) -> None:
         t, s = self.config.temporal_downsample, self.config.spatial_downsample

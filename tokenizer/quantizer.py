@@ -62,3 +62,16 @@ class Quantizer(nn.Module):
             else:
                 codes = self.impl.get_output_from_indices(flat)
         return rearrange(codes.float(), "b (t h w) d -> b d t h w", t=t, h=h, w=w)
+
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, D, T', H', W') codes -> (B, T', H', W') int64 ids: the inverse of `ids_to_codes` on the codebook."""
+        b, _, t, h, w = codes.shape
+        flat = rearrange(codes.float(), "b d t h w -> b (t h w) d")
+        if self.kind == "fsq":
+            ids = self.impl.codes_to_indices(flat)
+        elif self.kind == "lfq":
+            ids = ((flat > 0).long() * self.impl.mask.long()).sum(-1)
+        else:
+            codebook = self.impl.codebook.float().to(flat.device)
+            ids = torch.cdist(flat, codebook.expand(b, *codebook.shape)).argmin(-1)
+        return rearrange(ids.long(), "b (t h w) -> b t h w", t=t, h=h, w=w)

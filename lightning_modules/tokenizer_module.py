@@ -1,0 +1,200 @@
+"""TokenizerModule: trains the VideoTokenizer with a PatchGAN discriminator (manual optimization).
+
+Each training batch: one generator update (L1 + L2 + quantizer loss [+ perceptual] [+ adaptive
+weight * adversarial]) and, once the discriminator is on, one discriminator update (hinge).
+Validation logs PSNR, SSIM, codebook usage and perplexity, and writes original | reconstruction
+side by side as an mp4 into the log directory. The tokenizer file (`VideoTokenizer.load`) is
+written to `export_path` after every validation and at the end of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric, Metric
+
+from nbp.commands.eval_recon import frame_ssim
+from nbp.errors import UserError
+from nbp.pixels import model_to_unit, to_model
+from tokenizer import TokenizerConfig, VideoTokenizer
+from tokenizer.discriminator import PatchDiscriminator3d
+from tokenizer.losses import (LossConfig, adaptive_weight, generator_adversarial_loss, hinge_discriminator_loss,
+                              reconstruction_losses)
+from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
+
+
+class CodeCounts(Metric):
+    """Histogram of code ids over an epoch, summed across processes."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.add_state("counts", torch.zeros(vocab_size, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, ids: torch.Tensor) -> None:
+        self.counts += code_histogram(ids, self.counts.numel())
+
+    def compute(self) -> torch.Tensor:
+        return self.counts
+
+
+class TokenizerModule(L.LightningModule):
+    def __init__(self, preset: str = "synthetic", overrides: dict | None = None, loss: LossConfig | None = None,
+                 lr: float = 1e-4, disc_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.9),
+                 warmup_steps: int = 0, grad_clip: float | None = 1.0, export_path: str | None = None,
+                 recon_videos: int = 4):
+        """`grad_clip` is the gradient norm clip of both optimizers (Lightning's trainer.gradient_clip_val
+        does not apply to manual optimization). `export_path` receives the tokenizer file."""
+        super().__init__()
+        self.automatic_optimization = False
+        loss = loss or LossConfig()
+        if lr <= 0 or (disc_lr is not None and disc_lr <= 0):
+            raise UserError(f"TokenizerModule: lr={lr} and disc_lr={disc_lr} must be > 0")
+        if warmup_steps < 0:
+            raise UserError(f"TokenizerModule.warmup_steps={warmup_steps} must be >= 0")
+        # Plain types only, so the Lightning checkpoint stays loadable with weights_only=True.
+        self.save_hyperparameters(ignore=["loss"])
+        self.hparams["loss"] = dataclasses.asdict(loss)
+        self.loss_config = loss
+        self.config = TokenizerConfig.from_preset(preset, **(overrides or {}))
+        self.tokenizer = VideoTokenizer(self.config)
+        self.discriminator = (PatchDiscriminator3d(self.config.in_channels, loss.disc_channels, loss.disc_layers)
+                              if loss.uses_discriminator else None)
+        self.perceptual = None
+        if loss.perceptual_weight > 0:
+            from tokenizer.perceptual import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(loss.perceptual_weights)
+        # Generator updates so far; Lightning's global_step counts both optimizers' steps.
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self.val_psnr, self.val_ssim = MeanMetric(), MeanMetric()
+        self.val_codes = CodeCounts(self.config.vocab_size)
+
+    # ------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self):
+        betas = tuple(self.hparams.betas)
+        gen = torch.optim.Adam(self.tokenizer.parameters(), lr=self.hparams.lr, betas=betas)
+        if self.discriminator is None:
+            return gen
+        disc = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.disc_lr or self.hparams.lr, betas=betas)
+        return [gen, disc]
+
+    def _optimizers(self):
+        opts = self.optimizers()
+        return (opts, None) if not isinstance(opts, list) else (opts[0], opts[1])
+
+    def _warmup(self, optimizer) -> None:
+        if self.hparams.warmup_steps:
+            scale = min(1.0, (int(self.generator_steps) + 1) / self.hparams.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr * scale
+
+    @property
+    def discriminator_on(self) -> bool:
+        return self.discriminator is not None and int(self.generator_steps) >= self.loss_config.disc_start
+
+    def generator_loss(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        cfg = self.loss_config
+        out = self.tokenizer(video)
+        recon = out.video
+        l1, l2 = reconstruction_losses(recon, video)
+        rec = cfg.l1_weight * l1 + cfg.l2_weight * l2
+        logs = {"l1": l1, "l2": l2}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(recon.float(), video.float())
+            rec = rec + cfg.perceptual_weight * perceptual
+            logs["perceptual"] = perceptual
+        total = rec + cfg.quantizer_weight * out.quantized.aux_loss
+        logs["quantizer"] = out.quantized.aux_loss
+        if self.discriminator_on:
+            adv = generator_adversarial_loss(self.discriminator(recon))
+            weight = adaptive_weight(rec, adv, self.tokenizer.decoder.last_layer_weight, cfg.adaptive_weight_max)
+            total = total + cfg.disc_weight * weight * adv
+            logs.update(adv=adv, adaptive_weight=weight)
+        logs["loss"] = total
+        return total, logs, recon
+
+    def training_step(self, batch: dict, batch_idx: int):
+        video = to_model(batch["video"])
+        gen_opt, disc_opt = self._optimizers()
+        disc_on = self.discriminator_on  # decided once, before the counter moves
+
+        self._warmup(gen_opt)
+        total, logs, recon = self.generator_loss(video)
+        gen_opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        self._clip(gen_opt)
+        gen_opt.step()
+        self.generator_steps += 1
+
+        if disc_on:
+            real = self.discriminator(video)
+            fake = self.discriminator(recon.detach())
+            d_loss = hinge_discriminator_loss(real, fake)
+            disc_opt.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            self._clip(disc_opt)
+            disc_opt.step()
+            logs["disc"] = d_loss
+        self.log_dict({f"train/{k}": v.detach().float() for k, v in logs.items()}, prog_bar=False)
+        self.log("train/loss_gen", total.detach(), prog_bar=True)
+        return {"loss": total.detach()}
+
+    def _clip(self, optimizer) -> None:
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    # ------------------------------------------------------------------ validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._written_video = False
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        target = to_model(batch["video"])
+        quantized = self.tokenizer.encode(target, return_latents=True)
+        recon = self.tokenizer.decode_codes(quantized.codes).clamp(-1, 1)
+        pred_u, target_u = model_to_unit(recon), model_to_unit(target)
+        self.val_psnr.update(video_psnr(pred_u, target_u))
+        self.val_ssim.update(frame_ssim(pred_u, target_u))
+        self.val_codes.update(quantized.ids)
+        if not self._written_video and self.trainer.is_global_zero:
+            self._write_recon_video(target_u, pred_u)
+            self._written_video = True
+
+    def on_validation_epoch_end(self) -> None:
+        stats = codebook_stats(self.val_codes.compute())
+        self.log_dict({"val/psnr": self.val_psnr.compute(), "val/ssim": self.val_ssim.compute(),
+                       "val/code_usage": stats["code_usage"], "val/perplexity": stats["perplexity"]},
+                      prog_bar=True, sync_dist=False)
+        for metric in (self.val_psnr, self.val_ssim, self.val_codes):
+            metric.reset()
+        if not self.trainer.sanity_checking:
+            self.export()
+
+    def _write_recon_video(self, target: torch.Tensor, pred: torch.Tensor) -> None:
+        try:
+            from nbp.video_io import write_mp4
+        except ImportError:
+            return
+        n = self.hparams.recon_videos
+        side_by_side = torch.cat([target[:n], pred[:n]], dim=-1).cpu()  # original | reconstruction
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "recon"
+        write_mp4(folder / f"step{int(self.generator_steps):07d}.mp4", side_by_side, fps=8)
+
+    # ------------------------------------------------------------------ files
+
+    def export(self) -> None:
+        """Write the tokenizer file (weights + config) to `export_path`, from global rank 0."""
+        path = self.hparams.export_path
+        if path and (self.trainer is None or self.trainer.is_global_zero):
+            self.tokenizer.save(path, extra={"generator_steps": int(self.generator_steps)})
+
+    def on_train_end(self) -> None:
+        self.export()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lets `VideoTokenizer.load` read the tokenizer straight out of this Lightning checkpoint.
+        checkpoint["tokenizer_config"] = self.config.to_dict()

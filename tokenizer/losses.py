@@ -1,0 +1,69 @@
+"""Tokenizer training losses: L1 + L2 reconstruction, quantizer auxiliary loss, optional perceptual
+loss, and the hinge GAN losses with the adaptive generator weight from the VQGAN line of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nbp.errors import UserError
+
+
+@dataclass
+class LossConfig:
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+    # Weight of the quantizer's own loss (LFQ entropy, VQ commitment; FSQ has none).
+    quantizer_weight: float = 1.0
+    # Perceptual loss: only with a user-supplied VGG16 weight file (nothing is downloaded).
+    perceptual_weight: float = 0.0
+    perceptual_weights: str | None = None
+    # Adversarial loss: off until `disc_start` generator steps, then scaled by the adaptive weight.
+    disc_weight: float = 0.1
+    disc_start: int = 10_000
+    disc_channels: int = 64
+    disc_layers: int = 3
+    adaptive_weight_max: float = 1e4
+
+    def __post_init__(self) -> None:
+        for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "disc_weight"):
+            if getattr(self, name) < 0:
+                raise UserError(f"LossConfig.{name}={getattr(self, name)} is invalid; weights must be >= 0")
+        if self.l1_weight == 0 and self.l2_weight == 0 and self.perceptual_weight == 0:
+            raise UserError("LossConfig: l1_weight, l2_weight and perceptual_weight are all 0; nothing would be reconstructed")
+        if self.perceptual_weight > 0 and not self.perceptual_weights:
+            raise UserError(f"LossConfig.perceptual_weight={self.perceptual_weight} needs perceptual_weights "
+                            "(a VGG16 state dict file you supply; nothing is downloaded)")
+        if self.disc_start < 0 or self.disc_channels < 1 or self.disc_layers < 1:
+            raise UserError(f"LossConfig: disc_start={self.disc_start} must be >= 0, disc_channels={self.disc_channels} "
+                            f"and disc_layers={self.disc_layers} >= 1")
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.disc_weight > 0
+
+
+def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, L2) means over all pixels, computed in float32."""
+    diff = recon.float() - target.float()
+    return diff.abs().mean(), diff.pow(2).mean()
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean())
+
+
+def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.float().mean()
+
+
+def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_layer: torch.Tensor,
+                    max_weight: float = 1e4) -> torch.Tensor:
+    """||grad rec|| / ||grad adv|| at the decoder's last layer (VQGAN), so neither loss drowns the other."""
+    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+    adv_grad = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)[0]
+    weight = rec_grad.norm() / (adv_grad.norm() + 1e-4)
+    return weight.clamp(0.0, max_weight).detach()
