@@ -1,0 +1,227 @@
+"""`nbp sample`: generate videos from a transformer checkpoint and a tokenizer.
+
+    nbp sample --model runs/nbp/model.pt --tokenizer runs/tokenizer/tokenizer.pt \
+        --class-names OneSquare TwoCircles --num 4 --out runs/samples
+
+writes one mp4 per sample (`TwoCircles_03.mp4` when class-conditional), a PNG
+grid and a GIF of all samples, and `samples.json` (settings, checkpoint
+checksums, timings).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
+from tqdm import tqdm
+
+from nbp.errors import UserError
+from nbp.files import sha256_file, write_json_atomic
+from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
+                          tokens_to_video)
+from nbp.sampling_controls import SamplingControls
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description="Generate videos with a trained next-block-prediction model.")
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--model", type=str, required=True, help="model.pt ({config, state_dict}) or a Lightning .ckpt")
+    parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (VideoTokenizer.save)")
+    parser.add_argument("--out", type=str, required=True, help="output folder")
+    parser.add_argument("--classes", type=int, nargs="+", default=None, help="class ids (default: every class)")
+    parser.add_argument("--class-names", type=str, nargs="+", default=None, help="class names instead of ids")
+    parser.add_argument("--class-index", type=str, default=None,
+                        help="classInd.txt ('1 Name' per line) giving the class names of a UCF-style dataset")
+    parser.add_argument("--context", type=str, nargs="+", default=None,
+                        help="videos whose first frames a frames-conditioned model continues")
+    parser.add_argument("--num", type=int, default=1, help="samples per class / per context video / in total")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale; 1 = no guidance")
+    parser.add_argument("--cfg-ramp", type=bool, default=False, help="raise the scale linearly from 1 over the steps")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
+    return parser
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_any_model(path: str, device: str):
+    """model.pt through `load_model`; a Lightning .ckpt through the training module's own loader."""
+    if Path(path).suffix == ".ckpt" and Path(path).is_file():
+        # Only a Lightning checkpoint needs Lightning to read it; everything else stays Lightning-free.
+        from lightning_modules.nbp_module import NBPModule
+
+        return NBPModule.load_model(path).to(device).eval()
+    return load_model(path, device)
+
+
+def load_tokenizer(path: str, device: str):
+    from tokenizer import VideoTokenizer
+
+    if not Path(path).is_file():
+        raise UserError(f"tokenizer checkpoint {path} does not exist; pass a tokenizer file saved by VideoTokenizer.save")
+    return VideoTokenizer.load(path).to(device).eval()
+
+
+def read_class_index(path: str) -> list[str]:
+    """classInd.txt lines '1 ApplyEyeMakeup' -> names ordered by id (1-based in the file, 0-based here)."""
+    if not Path(path).is_file():
+        raise UserError(f"--class-index {path} does not exist; pass a classInd.txt")
+    pairs = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            number, name = line.split(maxsplit=1)
+            pairs.append((int(number), name.strip()))
+    return [name for _, name in sorted(pairs)]
+
+
+def class_names_for(config, class_index: str | None) -> list[str] | None:
+    if class_index:
+        names = read_class_index(class_index)
+    else:
+        from nbp.data.synthetic import CLASS_NAMES
+
+        names = list(CLASS_NAMES) if config.num_classes == len(CLASS_NAMES) else None
+    if names is not None and len(names) != config.num_classes:
+        raise UserError(f"{class_index} lists {len(names)} classes; the model has {config.num_classes}")
+    return names
+
+
+# ---------------------------------------------------------------- what to sample
+
+
+def class_jobs(args, config) -> list[tuple[int, str]]:
+    """(class id, file stem prefix) for every sample, classes in the order given."""
+    names = class_names_for(config, args.class_index)
+    if args.class_names:
+        if names is None:
+            raise UserError("--class-names needs --class-index classInd.txt for this model (or use --classes)")
+        unknown = [n for n in args.class_names if n not in names]
+        if unknown:
+            raise UserError(f"unknown class name {unknown[0]!r}; valid: {', '.join(names)}")
+        ids = [names.index(n) for n in args.class_names]
+    else:
+        ids = args.classes if args.classes is not None else list(range(config.num_classes))
+    for i in ids:
+        if not 0 <= i < config.num_classes:
+            raise UserError(f"--classes {i} is out of range; valid: 0..{config.num_classes - 1}")
+    label = (lambda i: names[i]) if names else (lambda i: f"class{i:03d}")
+    return [(i, f"{label(i)}_{n:02d}") for i in ids for n in range(args.num)]
+
+
+def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
+    from nbp.data.clip_reader import VideoReadError, read_clip
+
+    frames, height, width = pixel_shape(tokenizer, config)
+    if height != width:
+        raise UserError(f"context videos are read square; this model's frames are {height}x{width}")
+    needed = context_pixel_frames(tokenizer, config)
+    jobs = []
+    for path in args.context:
+        if not Path(path).is_file():
+            raise UserError(f"--context {path} does not exist")
+        try:
+            clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
+        except VideoReadError as err:
+            raise UserError(f"--context {path}: {err}") from None
+        video = torch.from_numpy(clip).permute(3, 0, 1, 2)  # (C, T, H, W)
+        jobs += [(video, f"{Path(path).stem}_{n:02d}") for n in range(args.num)]
+    return jobs
+
+
+def make_jobs(args, tokenizer, config) -> list[tuple[object, str]]:
+    """One (condition, file stem) per sample."""
+    if config.condition == "class":
+        if args.context:
+            raise UserError("--context needs a frames-conditioned model; this one is class-conditional")
+        return class_jobs(args, config)
+    if args.classes or args.class_names:
+        raise UserError(f"--classes needs a class-conditional model; this one has condition={config.condition!r}")
+    if config.condition == "frames":
+        if not args.context:
+            raise UserError("this model continues given frames; pass --context VIDEO [VIDEO ...]")
+        return read_contexts(args, tokenizer, config)
+    if args.context:
+        raise UserError("--context needs a frames-conditioned model; this one is unconditional")
+    return [(None, f"sample_{n:03d}") for n in range(args.num)]
+
+
+def batched_condition(conds: list):
+    if conds[0] is None:
+        return None, len(conds)
+    if isinstance(conds[0], int):
+        return torch.tensor(conds), None
+    return torch.stack(conds), None
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str], prog: str = "nbp sample") -> int:
+    args = build_parser(prog).parse_args(argv)
+    if args.num < 1 or args.batch_size < 1:
+        raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
+    model = load_any_model(args.model, args.device)
+    tokenizer = load_tokenizer(args.tokenizer, args.device)
+    check_compatible(model, tokenizer)
+    jobs = make_jobs(args, tokenizer, model.config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from nbp.video_io import write_gif, write_mp4, write_png_grid
+
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    videos, files = [], []
+    sample_seconds = decode_seconds = 0.0
+    model_calls = 0
+    batches = [jobs[i:i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
+    for batch in tqdm(batches, desc="sampling", unit="batch"):
+        cond, num = batched_condition([c for c, _ in batch])
+        grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
+                                      compile=args.compile)
+        started = time.perf_counter()
+        video = tokens_to_video(tokenizer, grid).cpu()
+        decode_seconds += time.perf_counter() - started
+        sample_seconds += stats.seconds
+        model_calls += stats.model_calls
+        for one, (_, stem) in zip(video, batch):
+            files.append(write_mp4(out / f"{stem}.mp4", one, fps=args.fps).name)
+            videos.append(one)
+
+    all_videos = torch.stack(videos)
+    write_png_grid(out / "samples.png", all_videos)
+    write_gif(out / "samples.gif", all_videos, fps=args.fps)
+    frames = all_videos.shape[0] * all_videos.shape[2]
+    report = {
+        "settings": {**{k: v for k, v in vars(args).items() if k != "config"}, "controls": asdict(controls)},
+        "checksums": {"model_sha256": sha256_file(args.model), "tokenizer_sha256": sha256_file(args.tokenizer)},
+        "model": model.config.to_dict(),
+        "timings": {
+            "samples": len(videos),
+            "batches": len(batches),
+            "steps_per_batch": model.config.decode_steps,
+            "model_calls": model_calls,
+            "sampling_seconds": round(sample_seconds, 4),
+            "decode_seconds": round(decode_seconds, 4),
+            "tokens_per_second": round(len(videos) * model.config.num_tokens / max(sample_seconds, 1e-9), 2),
+            "frames_per_second": round(frames / max(sample_seconds + decode_seconds, 1e-9), 3),
+            "frames_per_second_transformer_only": round(frames / max(sample_seconds, 1e-9), 3),
+        },
+        "files": files + ["samples.png", "samples.gif"],
+    }
+    write_json_atomic(out / "samples.json", report)
+    print(f"wrote {len(videos)} samples to {out} ({report['timings']['frames_per_second']} frames/s)")
+    return 0
