@@ -47,10 +47,14 @@ def build_parser(prog: str) -> ArgumentParser:
     return parser
 
 
+def make_config(preset: str, block) -> NBPConfig:
+    """The paper's UCF-101 setting: class-conditional, hybrid first block."""
+    return NBPConfig.from_preset(preset, vocab_size=VOCAB, grid=GRID, block=block, first_block="hybrid",
+                                 condition="class", num_classes=CLASSES, dropout=0.0)
+
+
 def make_model(preset: str, block, device, dtype) -> NBPTransformer:
-    config = NBPConfig.from_preset(preset, vocab_size=VOCAB, grid=GRID, block=block, first_block="hybrid",
-                                   condition="class", num_classes=CLASSES, dropout=0.0)
-    return NBPTransformer(config).to(device=device, dtype=dtype).eval()
+    return NBPTransformer(make_config(preset, block)).to(device=device, dtype=dtype).eval()
 
 
 def _sync(device: torch.device) -> None:
