@@ -1,0 +1,318 @@
+"""`nbp demo`: the whole pipeline end to end on the built-in synthetic dataset, on a CPU.
+
+    nbp demo                      # ~15 minutes on 2 CPU cores, writes runs/demo/
+    nbp demo --minutes 3          # a quicker, rougher run; every stage budget scales with --minutes
+
+Stages (each in its own folder under --out, each reused by a rerun once finished):
+  data              synthetic videos (17 frames, 32 px, six classes) as mp4 files, UCF-101 layout
+  tokenizer         the 3D VQ tokenizer (configs/tokenizer/synthetic.yaml) -> tokenizer.pt; held-out PSNR/SSIM
+  tokens            train and test splits encoded once into token caches
+  nbp               three transformers with the same time budget each (configs/nbp/synthetic*.yaml):
+                    class-conditional NBP (one latent row per block), its NTP twin (block 1x1x1),
+                    and a frame-prediction NBP model (2 latent frames = 5 pixel frames as the prefix)
+  sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
+                    NBP and NTP sampling of the same batch timed -> speedup
+  frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest
+Then a summary table and summary.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from jsonargparse import ArgumentParser
+
+from nbp.data import DatasetConfig, build_dataset
+from nbp.data.synthetic import CLASS_NAMES
+from nbp.demo_runner import Budget, StageRunner, log, maybe_interrupt
+from nbp.errors import UserError
+from nbp.files import write_json_atomic
+from nbp.sampling_controls import SamplingControls
+
+FRAMES, SIZE, FPS = 17, 32, 8  # the synthetic pipeline: 17x32x32 clips -> a 5x8x8 token grid
+CONTEXT_LATENT_FRAMES = 2  # frame prediction: 2 latent frames = 5 pixel frames of context
+
+# Transformer settings the demo changes from configs/nbp/synthetic.yaml to learn within minutes on a CPU:
+# a narrower "tiny" (fewer FLOPs per token, so many more steps fit into the budget) and smaller batches.
+MODEL_OVERRIDES = {"n_layer": 4, "n_head": 4, "n_embd": 128}
+MODEL_BATCH_SIZE = 16
+MODEL_LR = 2e-3
+
+# Sampling: plain temperature sampling with light top-k (the synthetic videos use few codes).
+SAMPLING = SamplingControls(temperature=1.0, top_k=50, top_p=None, cfg_scale=1.0)
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+
+def videos_per_class(minutes: float) -> int:
+    """Dataset size scales with the budget: 150 videos per class at 15 minutes, at least 5."""
+    return int(min(200, max(5, round(10 * minutes))))
+
+
+def samples_per_class(minutes: float) -> int:
+    return 4 if minutes >= 5 else 2
+
+
+def prediction_videos_per_class(minutes: float) -> int:
+    return 2 if minutes >= 5 else 1
+
+
+def dataset_config(root: Path, split: str) -> DatasetConfig:
+    return DatasetConfig(kind="synthetic", root=str(root), split=split, frames=FRAMES, fps=FPS, size=SIZE)
+
+
+def choose_threads(requested: int) -> int:
+    """Torch CPU threads: `requested`, or with 0 one per core unless the machine is already busy.
+
+    On a loaded machine extra threads fight for the cores and every small op waits on them:
+    measured here with a load of 12 on 2 cores, 2 threads made tiny-model training 3-5x and
+    sampling 25x slower than 1 thread.
+    """
+    if requested < 0:
+        raise UserError(f"--threads={requested} is invalid; give 0 (choose automatically) or a positive count")
+    if requested:
+        return requested
+    cores = os.cpu_count() or 1
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
+    return 1 if busy else cores
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r} is invalid; valid: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    return name
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+def stage_data(folder: Path, minutes: float, seed: int) -> dict:
+    from nbp.data.synthetic import split_sizes, write_synthetic_dataset
+
+    per_class = videos_per_class(minutes)
+    log(f"writing {per_class} synthetic videos per class ({FRAMES} frames, {SIZE} px) as mp4")
+    root = write_synthetic_dataset(folder / "synthetic", videos_per_class=per_class, frames=FRAMES, size=SIZE,
+                                   fps=FPS, seed=seed)
+    maybe_interrupt("data")
+    sizes = split_sizes(per_class)
+    return {"root": str(root), "videos_per_class": per_class, "train_videos": sizes["train"] * len(CLASS_NAMES),
+            "test_videos": sizes["test"] * len(CLASS_NAMES)}
+
+
+def stage_tokenizer(folder: Path, data_root: Path, budget: Budget, device: str) -> dict:
+    from lightning_modules.demo_train import load_config, set_path, train_with_budget
+    from nbp.demo_eval import tokenizer_quality
+    from tokenizer import VideoTokenizer
+
+    config = load_config("tokenizer/synthetic.yaml")
+    set_path(config, "trainer.accelerator", "gpu" if device == "cuda" else "cpu")
+    set_path(config, "data.init_args.train", {"kind": "synthetic", "root": str(data_root), "split": "train",
+                                              "frames": FRAMES, "size": SIZE, "fps": FPS, "clip": "random"})
+    set_path(config, "model.init_args.export_path", str(folder / "tokenizer.pt"))
+    log(f"training the tokenizer for {budget.tokenizer_seconds:.0f} s")
+    trainer, module, _ = train_with_budget(config, folder, budget.tokenizer_seconds)
+    maybe_interrupt("tokenizer")
+    tokenizer = VideoTokenizer.load(folder / "tokenizer.pt")
+    test = build_dataset(dataset_config(data_root, "test"))
+    scores = tokenizer_quality(tokenizer, [test[i]["video"] for i in range(len(test))])
+    return {**scores, "steps": int(module.generator_steps), "path": str(folder / "tokenizer.pt")}
+
+
+def stage_tokens(folder: Path, data_root: Path, tokenizer_path: Path, device: str) -> dict:
+    from nbp.commands.tokenize import tokenize_dataset
+
+    result = {}
+    for split in ("train", "test"):
+        meta = tokenize_dataset(tokenizer_path, dataset_config(data_root, split), folder / split, batch_size=16,
+                                device=device)
+        maybe_interrupt("tokens")
+        result[split] = {"path": str(folder / split), "items": meta.num_items, "skipped": meta.num_skipped,
+                         "grid": list(meta.grid)}
+    return result
+
+
+def _transformer_config(name: str, caches: dict, device: str, **overrides) -> dict:
+    from lightning_modules.demo_train import load_config, set_path
+
+    config = load_config(name)
+    model_overrides = {**config["model"]["init_args"].get("overrides", {}), **MODEL_OVERRIDES, **overrides}
+    set_path(config, "model.init_args.overrides", model_overrides)
+    set_path(config, "model.init_args.lr", MODEL_LR)
+    set_path(config, "model.init_args.warmup_steps", 0)  # the demo's warm-up is by time (TimeBudgetSchedule)
+    set_path(config, "model.init_args.total_steps", 10 ** 9)
+    set_path(config, "trainer.accelerator", "gpu" if device == "cuda" else "cpu")
+    set_path(config, "data.init_args.train_cache", caches["train"]["path"])
+    set_path(config, "data.init_args.val_cache", caches["test"]["path"])
+    set_path(config, "data.init_args.batch_size", MODEL_BATCH_SIZE)
+    return config
+
+
+def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str) -> dict:
+    from lightning_modules.demo_train import train_with_budget, validate
+
+    runs = {
+        "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
+        "ntp": _transformer_config("nbp/synthetic_ntp.yaml", caches, device),
+        "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
+                                      context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0),
+    }
+    result = {}
+    for name, config in runs.items():
+        log(f"training the {name} transformer for {budget.model_seconds:.0f} s "
+            f"(block {config['model']['init_args']['overrides']['block']})")
+        trainer, module, data = train_with_budget(config, folder / name, budget.model_seconds)
+        metrics = validate(trainer, module, data)
+        result[name] = {"val_bits_per_token": metrics.get("val/bits_per_token"), "steps": int(trainer.global_step),
+                        "path": str(folder / name / "checkpoints" / "model.pt"),
+                        "block": list(module.nbp_config.block), "decode_steps": module.nbp_config.decode_steps}
+        maybe_interrupt("nbp")
+    return result
+
+
+def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: float, seed: int, device: str) -> dict:
+    from nbp.demo_eval import class_samples
+    from nbp.sampling import load_model
+    from tokenizer import VideoTokenizer
+
+    tokenizer = VideoTokenizer.load(tokenizer_path).to(device)
+    nbp, ntp = load_model(models["nbp"]["path"], device), load_model(models["ntp"]["path"], device)
+    maybe_interrupt("sample")
+    return class_samples(nbp, ntp, tokenizer, list(CLASS_NAMES), samples_per_class(minutes), folder / "videos",
+                         SAMPLING, seed=seed, fps=FPS)
+
+
+def stage_frame_prediction(folder: Path, models: dict, tokenizer_path: Path, data_root: Path, minutes: float,
+                           seed: int, device: str) -> dict:
+    from nbp.demo_eval import frame_prediction
+    from nbp.sampling import load_model
+    from tokenizer import VideoTokenizer
+
+    tokenizer = VideoTokenizer.load(tokenizer_path).to(device)
+    model = load_model(models["frames"]["path"], device)
+    test = build_dataset(dataset_config(data_root, "test"))
+    per_class = prediction_videos_per_class(minutes)
+    chosen, taken = [], {}
+    for index in range(len(test)):  # the first `per_class` held-out videos of every class
+        label = test.videos[index][1] if hasattr(test, "videos") else test[index]["label"]
+        if taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            chosen.append(test[index])
+    maybe_interrupt("frame_prediction")
+    return frame_prediction(model, tokenizer, chosen, list(CLASS_NAMES), folder / "videos", SAMPLING,
+                            seed=seed, fps=FPS)
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float) -> dict:
+    tok, models, sample, pred = (results[k] for k in ("tokenizer", "nbp", "sample", "frame_prediction"))
+
+    def transformer(name: str) -> dict:
+        return {"val_bits_per_token": models[name]["val_bits_per_token"],
+                "sampling_steps": sample[name]["sampling_steps"],
+                "sampling_seconds": sample[name]["sampling_seconds"],
+                "train_steps": models[name]["steps"], "block": models[name]["block"]}
+
+    outputs = {"dataset": results["data"]["root"], "tokenizer": tok["path"],
+               "nbp_model": models["nbp"]["path"], "ntp_model": models["ntp"]["path"],
+               "frames_model": models["frames"]["path"], **sample["outputs"], **pred["outputs"]}
+    return {
+        "minutes": args.minutes,
+        "tokenizer": {"psnr": tok["psnr"], "ssim": tok["ssim"], "code_usage": tok["code_usage"],
+                      "codes_used": tok["codes_used"], "train_steps": tok["steps"]},
+        "nbp": transformer("nbp"),
+        "ntp": transformer("ntp"),
+        "speedup": sample["speedup"],
+        "frame_prediction": {"psnr": pred["psnr"], "ssim": pred["ssim"], "videos": pred["videos"],
+                             "frames_model_val_bits_per_token": models["frames"]["val_bits_per_token"],
+                             "copy_last_frame": pred["copy_last_frame"]},
+        "stages": {name: record.seconds for name, record in runner.records.items()},
+        "reused_stages": [name for name, record in runner.records.items() if record.reused],
+        "wall_seconds": wall_seconds,
+        "outputs": outputs,
+    }
+
+
+def summary_table(summary: dict) -> str:
+    nbp, ntp, tok, pred = summary["nbp"], summary["ntp"], summary["tokenizer"], summary["frame_prediction"]
+    rows = [
+        ("tokenizer (held-out)", f"PSNR {tok['psnr']:.2f} dB   SSIM {tok['ssim']:.3f}   "
+                                 f"code usage {100 * tok['code_usage']:.1f}%"),
+        ("NBP  (block " + "x".join(map(str, nbp["block"])) + ")",
+         f"val {nbp['val_bits_per_token']:.3f} bits/token   {nbp['sampling_steps']} steps   "
+         f"{nbp['sampling_seconds']:.2f} s"),
+        ("NTP  (block " + "x".join(map(str, ntp["block"])) + ")",
+         f"val {ntp['val_bits_per_token']:.3f} bits/token   {ntp['sampling_steps']} steps   "
+         f"{ntp['sampling_seconds']:.2f} s"),
+        ("speedup (NTP s / NBP s)", f"{summary['speedup']:.1f}x"),
+        ("frame prediction", f"PSNR {pred['psnr']:.2f} dB   SSIM {pred['ssim']:.3f}   (freezing the last "
+                             f"context frame: PSNR {pred['copy_last_frame']['psnr']:.2f} dB)"),
+    ]
+    rows += [(f"stage {name}", f"{seconds:.1f} s" + ("  (reused)" if name in summary["reused_stages"] else ""))
+             for name, seconds in summary["stages"].items()]
+    rows += [(name, path) for name, path in summary["outputs"].items()]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+# ------------------------------------------------------------------------------------------ entry point
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description="Run the whole pipeline on the synthetic dataset "
+                                                   "(data, tokenizer, token cache, NBP + NTP, samples, frame prediction).")
+    parser.add_argument("--out", type=str, default="runs/demo", help="output folder; a rerun reuses finished stages")
+    parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")
+    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads; 0: one per core, or 1 when the machine is already busy")
+    return parser
+
+
+def main(argv: list[str], prog: str = "nbp demo") -> int:
+    args = build_parser(prog).parse_args(argv)
+    budget = Budget(args.minutes)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    threads = choose_threads(args.threads)
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    runner = StageRunner(out)
+    results: dict[str, dict] = {}
+    log(f"{args.minutes:g}-minute demo into {out} on {device} ({threads} CPU thread{'s' * (threads > 1)})")
+
+    results["data"] = runner.run("data", lambda f: stage_data(f, args.minutes, args.seed))
+    data_root = Path(results["data"]["root"])
+    results["tokenizer"] = runner.run("tokenizer", lambda f: stage_tokenizer(f, data_root, budget, device))
+    tokenizer_path = Path(results["tokenizer"]["path"])
+    results["tokens"] = runner.run("tokens", lambda f: stage_tokens(f, data_root, tokenizer_path, device))
+    results["nbp"] = runner.run("nbp", lambda f: stage_nbp(f, results["tokens"], budget, device))
+    results["sample"] = runner.run("sample", lambda f: stage_sample(f, results["nbp"], tokenizer_path, args.minutes,
+                                                                    args.seed, device))
+    results["frame_prediction"] = runner.run(
+        "frame_prediction",
+        lambda f: stage_frame_prediction(f, results["nbp"], tokenizer_path, data_root, args.minutes, args.seed, device))
+
+    summary = build_summary(runner, results, args, time.perf_counter() - started)
+    write_json_atomic(out / "summary.json", summary)
+    print(f"\nnbp demo: {out}/summary.json\n{summary_table(summary)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

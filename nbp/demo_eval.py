@@ -1,0 +1,164 @@
+"""What `nbp demo` does with trained models: tokenizer quality, class samples, NBP vs NTP timing,
+frame prediction. Plain PyTorch (the training side lives in lightning_modules/demo_train.py).
+
+Every function writes its files under a given folder and returns a JSON-able dict of numbers
+and paths (what goes into summary.json).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from nbp import pixels
+from nbp.metrics.frame_quality import FrameQuality
+from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
+from nbp.sampling_controls import SamplingControls
+from nbp.video_io import write_gif, write_mp4, write_png_grid
+
+GAP_GREY = 96  # the lines between tiles: the videos have black backgrounds, so a black gap would vanish
+
+
+def mosaic(videos: torch.Tensor, columns: int, gap: int = 2) -> torch.Tensor:
+    """uint8 (N, C, T, H, W) -> one uint8 video (C, T, H', W') with the clips on a grid, row by row."""
+    n, c, t, h, w = videos.shape
+    rows = -(-n // columns)
+    canvas = torch.full((c, t, rows * (h + gap) - gap, columns * (w + gap) - gap), GAP_GREY, dtype=torch.uint8)
+    for index in range(n):
+        y, x = (index // columns) * (h + gap), (index % columns) * (w + gap)
+        canvas[:, :, y:y + h, x:x + w] = videos[index]
+    return canvas
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# ---------------------------------------------------------------------------------------- tokenizer
+
+@torch.no_grad()
+def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8) -> dict:
+    """Reconstruction PSNR / SSIM (per frame, [0, 1] pixels) and code usage on held-out uint8 videos (C, T, H, W)."""
+    quality = FrameQuality()
+    counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
+    for chunk in tqdm(list(batches(videos, batch_size)), desc="tokenizer: held-out reconstruction",
+                      unit="batch", file=sys.stderr):
+        real = torch.stack(chunk)
+        ids = tokenizer.encode(pixels.to_model(real))
+        recon = pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(ids)))
+        quality.update(recon, real)
+        counts += torch.bincount(ids.flatten(), minlength=tokenizer.vocab_size)
+    scores = quality.compute()
+    used = int((counts > 0).sum())
+    return {"psnr": scores["psnr"], "ssim": scores["ssim"], "code_usage": used / tokenizer.vocab_size,
+            "codes_used": used, "videos": len(videos)}
+
+
+# ---------------------------------------------------------------------------------------- class samples
+
+def _timed_sampling(model, cond: torch.Tensor, controls: SamplingControls, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    return generate_tokens(model, cond=cond, controls=controls, generator=generator)
+
+
+@torch.no_grad()
+def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_class: int, folder: Path,
+                  controls: SamplingControls, seed: int = 0, fps: int = 8) -> dict:
+    """NBP samples of every class as `<ClassName>_<NN>.mp4` + a GIF + a PNG grid; NBP vs NTP decoding time.
+
+    Both models sample the same batch (every class, `per_class` each) with the same controls;
+    speedup = NTP seconds / NBP seconds of that batch.
+    """
+    check_compatible(nbp_model, tokenizer)
+    cond = torch.arange(len(class_names)).repeat_interleave(per_class)
+    # A one-sample warm-up so that one-off allocations are not billed to whichever model goes first.
+    _timed_sampling(nbp_model, cond[:1], controls, seed)
+    _timed_sampling(ntp_model, cond[:1], controls, seed)
+    timings = {}
+    grids = {}
+    for name, model in (("nbp", nbp_model), ("ntp", ntp_model)):
+        grid, stats = _timed_sampling(model, cond, controls, seed)
+        grids[name] = grid
+        timings[name] = {"sampling_steps": stats.model_calls, "sampling_seconds": stats.seconds,
+                         "tokens_per_second": stats.tokens_per_second, "batch_size": stats.batch_size}
+    videos = tokens_to_video(tokenizer, grids["nbp"])
+    ntp_videos = tokens_to_video(tokenizer, grids["ntp"])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, video in enumerate(tqdm(videos, desc="samples: writing mp4", unit="video", file=sys.stderr)):
+        class_id, number = divmod(index, per_class)
+        path = folder / f"{class_names[class_id]}_{number:02d}.mp4"
+        write_mp4(path, video, fps=fps)
+        files.append(str(path))
+    # Rows = classes, columns = samples of that class (the GIF); rows = samples, columns = frames (the PNG).
+    gif = write_gif(folder.parent / "samples.gif", mosaic(videos, columns=per_class), fps=fps)
+    png = write_png_grid(folder.parent / "samples.png", videos)
+    ntp_png = write_png_grid(folder.parent / "samples_ntp.png", ntp_videos)
+    return {
+        "nbp": timings["nbp"],
+        "ntp": timings["ntp"],
+        "speedup": timings["ntp"]["sampling_seconds"] / max(timings["nbp"]["sampling_seconds"], 1e-9),
+        "classes": list(class_names),
+        "per_class": per_class,
+        "controls": {"temperature": controls.temperature, "top_k": controls.top_k, "top_p": controls.top_p,
+                     "cfg_scale": controls.cfg_scale},
+        "outputs": {"samples_dir": str(folder), "samples_gif": str(gif), "samples_png": str(png),
+                    "samples_ntp_png": str(ntp_png)},
+        "files": files,
+    }
+
+
+# ---------------------------------------------------------------------------------------- frame prediction
+
+@torch.no_grad()
+def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str], folder: Path,
+                     controls: SamplingControls, seed: int = 0, fps: int = 8, batch_size: int = 8) -> dict:
+    """Continue held-out test videos from their first frames; PSNR/SSIM of the predicted frames.
+
+    items: dataset items {"video": uint8 (C, T, H, W), "label": int}. Writes, per video,
+    `<ClassName>_<NN>.mp4` with the ground truth on the left and the prediction on the right,
+    plus a GIF and a PNG grid (rows: ground truth, prediction, ...).
+    """
+    check_compatible(model, tokenizer)
+    context = context_pixel_frames(tokenizer, model.config)
+    generator = torch.Generator().manual_seed(seed)
+    quality, copy_baseline = FrameQuality(), FrameQuality()
+    truths, predictions = [], []
+    for chunk in tqdm(list(batches(items, batch_size)), desc="frame prediction", unit="batch", file=sys.stderr):
+        real = torch.stack([item["video"] for item in chunk])
+        grid, _ = generate_tokens(model, tokenizer, cond=real[:, :, :context], controls=controls, generator=generator)
+        predicted = tokens_to_video(tokenizer, grid)
+        quality.update(predicted[:, :, context:], real[:, :, context:])
+        # Reference point: a "prediction" that freezes the last context frame.
+        frozen = real[:, :, context - 1:context].expand_as(real[:, :, context:])
+        copy_baseline.update(frozen, real[:, :, context:])
+        truths.append(real)
+        predictions.append(predicted)
+    truth, predicted = torch.cat(truths), torch.cat(predictions)
+    # The prediction's first frames are the tokenizer's reconstruction of the given context frames.
+    folder.mkdir(parents=True, exist_ok=True)
+    seen: dict[int, int] = {}
+    files = []
+    for item, real, fake in zip(items, truth, predicted):
+        label = int(item["label"])
+        number = seen[label] = seen.get(label, -1) + 1
+        path = folder / f"{class_names[label]}_{number:02d}.mp4"
+        write_mp4(path, torch.stack([real, fake]), fps=fps)
+        files.append(str(path))
+    pairs = torch.stack([truth, predicted], dim=1).flatten(0, 1)  # gt_0, pred_0, gt_1, pred_1, ...
+    gif = write_gif(folder.parent / "frame_prediction.gif", mosaic(pairs, columns=2), fps=fps)
+    png = write_png_grid(folder.parent / "frame_prediction.png", pairs)
+    scores, baseline = quality.compute(), copy_baseline.compute()
+    return {
+        "psnr": scores["psnr"], "ssim": scores["ssim"], "predicted_frames": truth.shape[2] - context,
+        "context_frames": context, "videos": len(items),
+        "copy_last_frame": {"psnr": baseline["psnr"], "ssim": baseline["ssim"]},
+        "outputs": {"frame_prediction_dir": str(folder), "frame_prediction_gif": str(gif),
+                    "frame_prediction_png": str(png)},
+        "files": files,
+    }

@@ -1,0 +1,120 @@
+"""`nbp demo` end to end in real processes, at a tiny budget: interrupted, resumed, reused.
+
+One fixture runs the demo three times into the same folder:
+1. interrupted inside the 'nbp' stage (NBP_DEMO_INTERRUPT raises KeyboardInterrupt there, as Ctrl-C would);
+2. a plain rerun, which must reuse the finished stages and complete the rest;
+3. another rerun, which must reuse everything and finish quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nbp.data.synthetic import CLASS_NAMES
+
+MINUTES = "0.3"
+FIRST_STAGES = ("data", "tokenizer", "tokens")
+ALL_STAGES = FIRST_STAGES + ("nbp", "sample", "frame_prediction")
+
+
+def run_demo(out: Path, interrupt: str | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    env = {k: v for k, v in os.environ.items() if k != "NBP_DEMO_INTERRUPT"}
+    if interrupt:
+        env["NBP_DEMO_INTERRUPT"] = interrupt
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nbp", "demo", "--out", str(out), "--minutes", MINUTES,
+                           "--threads", "1"], env=env, capture_output=True, text=True, timeout=240)
+    return proc, time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    interrupted, _ = run_demo(out, interrupt="nbp")
+    markers_after_interrupt = {stage: (out / stage / "done.json").is_file() for stage in ALL_STAGES}
+    completed, completed_seconds = run_demo(out)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary_after_completion = json.loads((out / "summary.json").read_text())
+    reused, reused_seconds = run_demo(out)
+    return {"out": out, "interrupted": interrupted, "markers_after_interrupt": markers_after_interrupt,
+            "completed": completed, "completed_seconds": completed_seconds,
+            "summary_after_completion": summary_after_completion,
+            "reused": reused, "reused_seconds": reused_seconds}
+
+
+def test_interrupt_keeps_finished_stages(demo_runs):
+    proc = demo_runs["interrupted"]
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "interrupted" in proc.stderr
+    markers = demo_runs["markers_after_interrupt"]
+    assert all(markers[stage] for stage in FIRST_STAGES), markers
+    assert not any(markers[stage] for stage in ("nbp", "sample", "frame_prediction")), markers
+
+
+def test_rerun_reuses_finished_stages_and_completes(demo_runs):
+    err = demo_runs["completed"].stderr
+    for stage in FIRST_STAGES:
+        assert f"stage '{stage}': reusing" in err
+    assert "stage 'nbp': clearing the unfinished attempt" in err
+    assert "stage 'frame_prediction': done" in err
+    assert demo_runs["summary_after_completion"]["reused_stages"] == list(FIRST_STAGES)
+
+
+def test_summary_has_sane_numbers(demo_runs):
+    summary = json.loads((demo_runs["out"] / "summary.json").read_text())
+    tok = summary["tokenizer"]
+    assert math.isfinite(tok["psnr"]) and tok["psnr"] > 0
+    assert -1.0 <= tok["ssim"] <= 1.0
+    assert 0.0 < tok["code_usage"] <= 1.0
+    for name in ("nbp", "ntp"):
+        assert 0.0 < summary[name]["val_bits_per_token"] < 20.0  # log2(1000 codes) ~ 10 bits at chance
+        assert summary[name]["sampling_seconds"] > 0
+    # 5x8x8 grid, rows of 8: the hybrid first block token by token (8), then 39 blocks; NTP: one step per token.
+    assert summary["nbp"]["sampling_steps"] == 8 + 39
+    assert summary["ntp"]["sampling_steps"] == 5 * 8 * 8
+    assert summary["speedup"] == pytest.approx(summary["ntp"]["sampling_seconds"] / summary["nbp"]["sampling_seconds"])
+    pred = summary["frame_prediction"]
+    assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
+    assert set(summary["stages"]) == set(ALL_STAGES)
+    for name, path in summary["outputs"].items():
+        assert Path(path).exists(), name
+
+
+def test_videos_decode_and_carry_class_names(demo_runs):
+    import decord
+
+    out = demo_runs["out"]
+    samples = sorted((out / "sample" / "videos").glob("*.mp4"))
+    classes = {path.stem.rsplit("_", 1)[0] for path in samples}
+    assert classes == set(CLASS_NAMES)
+    for path in samples:
+        reader = decord.VideoReader(str(path))
+        assert len(reader) == 17 and reader[0].shape == (32, 32, 3), path
+    predictions = sorted((out / "frame_prediction" / "videos").glob("*.mp4"))
+    assert {path.stem.rsplit("_", 1)[0] for path in predictions} == set(CLASS_NAMES)
+    reader = decord.VideoReader(str(predictions[0]))
+    assert len(reader) == 17 and reader[0].shape == (32, 64, 3)  # ground truth | prediction
+    for name in ("sample/samples.gif", "sample/samples.png", "frame_prediction/frame_prediction.gif",
+                 "frame_prediction/frame_prediction.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_third_run_reuses_everything_quickly(demo_runs):
+    proc = demo_runs["reused"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ALL_STAGES:
+        assert f"stage '{stage}': reusing" in proc.stderr
+    assert demo_runs["reused_seconds"] < demo_runs["completed_seconds"] / 2
+    summary = json.loads((demo_runs["out"] / "summary.json").read_text())
+    before = demo_runs["summary_after_completion"]
+    for key in ("tokenizer", "nbp", "ntp", "speedup", "frame_prediction", "stages", "outputs"):
+        assert summary[key] == before[key], key
+    assert "speedup (NTP s / NBP s)" in proc.stdout
