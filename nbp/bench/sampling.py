@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 
 import torch
@@ -55,6 +56,11 @@ def make_config(preset: str, block) -> NBPConfig:
 
 def make_model(preset: str, block, device, dtype) -> NBPTransformer:
     return NBPTransformer(make_config(preset, block)).to(device=device, dtype=dtype).eval()
+
+
+def _progress(what: str, result: dict) -> None:
+    """One line per measurement on stderr, so a long run shows where it is (stdout stays pure JSON)."""
+    print(f"{what}: {result.get('model_calls')} calls, {result['seconds']} s", file=sys.stderr, flush=True)
 
 
 def _sync(device: torch.device) -> None:
@@ -116,6 +122,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     nbp_model = make_model(args.preset, ROW, device, dtype)
     sample_sequence(nbp_model, torch.zeros(batch, dtype=torch.long, device=device), batch, controls)  # warm-up
     nbp = time_sampling(nbp_model, batch, controls, args.compile)
+    _progress("nbp", nbp)
     grid = nbp.pop("_grid")
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -134,12 +141,14 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         ntp_model = make_model(args.preset, (1, 1, 1), device, dtype)
         ntp = time_sampling(ntp_model, batch, controls, args.compile)
         ntp.pop("_grid")
+        _progress("ntp", ntp)
         report["ntp"] = {"block": [1, 1, 1], **ntp}
         # the headline number: wall-clock of next-token over next-block sampling
         report["speedup"] = round(ntp["seconds"] / nbp["seconds"], 2)
     if args.no_cache:
         recompute = time_sampling(nbp_model, batch, controls, compile=False, decoder="recompute")
         recompute.pop("_grid")
+        _progress("nbp without cache", recompute)
         report["cache"] = {
             "static_cache_seconds": nbp["seconds"],
             "no_cache_seconds": recompute["seconds"],
