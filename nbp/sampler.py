@@ -147,6 +147,8 @@ def sample_sequence(
     segments = decode_segments(layout, hybrid)
 
     seq = torch.zeros(rows, layout.num_tokens, dtype=torch.long, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
     started = time.perf_counter()
     logits = dec.start(model_cond, seq, segments[0])
     for index, (a, b) in enumerate(segments):
