@@ -93,6 +93,7 @@ def _frames_condition(config, tokenizer, cond, device) -> tuple[torch.Tensor, to
     return layout.grid_to_seq(grid).contiguous(), grid
 
 
+@torch.no_grad()
 def generate_tokens(
     model,
     tokenizer=None,
