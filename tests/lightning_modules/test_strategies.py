@@ -137,8 +137,11 @@ def test_scale_configs_parse_and_build(configs, nodes, strategy_type, batch):
 def test_tokenizer_scale_config_parses():
     from tokenizer import TokenizerConfig
 
-    config = parse_config("configs/scale/tokenizer_ucf101_ddp.yaml")
-    assert config["trainer"]["strategy"] in ("ddp", "ddp_find_unused_parameters_true")
+    config = parse_config("configs/tokenizer/ucf101.yaml", "configs/scale/tokenizer_ucf101_ddp.yaml")
+    trainer = config["trainer"]
+    assert trainer["strategy"] == "ddp_find_unused_parameters_true" and trainer["num_nodes"] == 2
+    assert config["model"]["init_args"]["export_path"] == "runs/tokenizer_ucf101_ddp/tokenizer.pt"
+    assert config["model"]["init_args"]["loss"]["disc_start"] == 20000  # kept from the base config
     TokenizerConfig.from_preset(config["model"]["init_args"]["preset"])
 
 
