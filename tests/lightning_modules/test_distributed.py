@@ -75,3 +75,42 @@ def test_transformer_two_nodes_match_one_process(tmp_path, token_cache, transfor
     assert_same_weights(rank0, load_weights(transformer_one_process), atol=1e-5)
     # one log stream: only global rank 0 reports the run
     assert sum(output.count("`Trainer.fit` stopped") for output in outputs) == 1
+
+
+def tokenizer_config(root: Path, videos: Path, *, batch_size: int, devices: int = 1) -> dict:
+    """The real tokenizer module (manual optimization) on real synthetic video files, 3 steps."""
+    return {
+        "trainer": {
+            "accelerator": "cpu", "devices": devices,
+            # the discriminator is built but not yet used (disc_start): DDP must allow unused parameters
+            "strategy": "ddp_find_unused_parameters_true" if devices > 1 else "auto",
+            "max_steps": 3, "limit_val_batches": 0, "logger": False, "enable_progress_bar": False,
+            "enable_model_summary": False, "num_sanity_val_steps": 0, "default_root_dir": str(root),
+            "callbacks": [{"class_path": "tests.lightning_modules.toy.DumpWeights", "init_args": {"out_dir": str(root / "dump")}}],
+        },
+        "model": {
+            "class_path": "lightning_modules.tokenizer_module.TokenizerModule",
+            "init_args": {
+                "preset": "synthetic",
+                "overrides": {"base_channels": 8, "channel_mults": [1, 1, 2], "num_res_blocks": 1, "norm_groups": 4,
+                              "spatial_downsample": 4, "fsq_levels": [5, 5, 5]},
+                "lr": 3e-3, "betas": [0.9, 0.99], "export_path": None,
+                "loss": {"disc_weight": 0.1, "disc_start": 1000, "disc_channels": 4, "disc_layers": 1},
+            },
+        },
+        "data": {"class_path": "lightning_modules.video_data.VideoDataModule",
+                 "init_args": {"train": {"kind": "synthetic", "root": str(videos), "split": "train", "frames": 9, "size": 16},
+                               "batch_size": batch_size}},
+    }
+
+
+def test_tokenizer_two_process_ddp_matches_one_process(tmp_path, synthetic_root):
+    one = tmp_path / "one"
+    assert fit_in_process(write_config(one / "c.yaml", tokenizer_config(one, synthetic_root, batch_size=4))) == 0
+    two = tmp_path / "two"
+    cfg = tokenizer_config(two, synthetic_root, batch_size=2, devices=2)
+    out = run_subprocess(torchrun_command(write_config(two / "c.yaml", cfg), nproc=2))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rank0 = load_weights(two / "dump", 0)
+    assert_same_weights(rank0, load_weights(two / "dump", 1))
+    assert_same_weights(rank0, load_weights(one / "dump"), atol=1e-5)
