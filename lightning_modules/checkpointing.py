@@ -12,6 +12,7 @@ Two pieces:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DeepSpeedStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
 import torch
@@ -28,12 +30,14 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     """True when `path` is a checkpoint that was written to the end.
 
     A `torch.save` file is a zip archive whose central directory is written last, so a file cut
-    short anywhere is not a valid zip. A distributed (sharded) checkpoint is a folder whose
-    `.metadata` file is written last by `torch.distributed.checkpoint`.
+    short anywhere is not a valid zip. A sharded FSDP checkpoint is a folder holding the
+    `torch.distributed.checkpoint` `.metadata` and Lightning's `meta.pt`; a DeepSpeed one has `latest`.
     """
     path = Path(path)
     if path.is_dir():
-        return (path / ".metadata").is_file()
+        if (path / "latest").is_file():  # DeepSpeed
+            return True
+        return (path / ".metadata").is_file() and is_complete_checkpoint(path / "meta.pt")  # FSDP sharded
     if not path.is_file():
         return False
     try:
@@ -129,6 +133,27 @@ class PeriodicCheckpoint(ModelCheckpoint):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         super().setup(trainer, pl_module, stage)
 
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        if not writes_folders(trainer.strategy):
+            return super()._save_checkpoint(trainer, filepath)  # one file: AtomicCheckpointIO handles it
+        # Sharded checkpoints are folders that every rank writes into; Lightning would overwrite the
+        # previous folder in place. Write a fresh staging folder instead and swap it in when all ranks
+        # are done, so the folder under the checkpoint's name is always one whole checkpoint.
+        target = Path(filepath)
+        staging = target.with_name(f".partial-{target.name}.tmp")
+        if trainer.is_global_zero and staging.exists():
+            shutil.rmtree(staging)  # left by a run that died while saving
+        trainer.strategy.barrier("staging folder clean")
+        trainer.save_checkpoint(staging, self.save_weights_only)  # ends with a barrier
+        if trainer.is_global_zero:
+            swap_into_place(staging, target)
+        trainer.strategy.barrier("checkpoint folder in place")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
     def on_train_end(self, trainer, pl_module) -> None:
         # Also keep the steps after the last multiple of every_n_train_steps: a finished run's
         # last.ckpt holds its final weights.
@@ -159,3 +184,20 @@ def find_last_checkpoint(folder: str | os.PathLike) -> Path | None:
         return None
     complete = [p for p in folder.iterdir() if p.suffix == ".ckpt" and is_complete_checkpoint(p)]
     return max(complete, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def writes_folders(strategy) -> bool:
+    """True for strategies whose checkpoints are folders written by every rank."""
+    return getattr(strategy, "_state_dict_type", None) == "sharded" or isinstance(strategy, DeepSpeedStrategy)
+
+
+def swap_into_place(new: Path, target: Path) -> None:
+    """Replace `target` (file or folder, or nothing) by the folder `new` with two renames."""
+    old = target.with_name(f".old-{target.name}.tmp")
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
+import pytest
 import torch
 
 from lightning_modules.checkpointing import (
@@ -137,3 +139,47 @@ def test_loader_position_survives_a_different_world_size():
         rest = sum((b.tolist() for b in two), [])
         assert rest == order[12 + rank :: 2]
         assert two.state_dict()["batches_done"] == 6  # 12 skipped / (2 x 2) + 3 new batches
+
+
+class _FolderStrategy:
+    """Stands in for FSDP with sharded state dicts: checkpoints are folders (no GPU needed)."""
+
+    _state_dict_type = "sharded"
+
+    def barrier(self, name=None):
+        pass
+
+
+class _FolderTrainer:
+    is_global_zero = True
+    loggers = []
+    strategy = _FolderStrategy()
+
+    def __init__(self, step, die_mid_write=False):
+        self.global_step, self.die_mid_write = step, die_mid_write
+
+    def save_checkpoint(self, path, weights_only=False):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({"shard": self.global_step}, path / "__0_0.distcp")
+        if self.die_mid_write:
+            raise KeyboardInterrupt  # the process dies before the metadata is written
+        (path / ".metadata").write_bytes(b"dcp")
+        torch.save({"global_step": self.global_step}, path / "meta.pt")
+
+
+def test_sharded_checkpoint_folder_is_replaced_whole(tmp_path):
+    callback = PeriodicCheckpoint(dirpath=str(tmp_path))
+    target = tmp_path / "last.ckpt"
+    callback._save_checkpoint(_FolderTrainer(step=4), str(target))
+    assert is_complete_checkpoint(target)
+    with pytest.raises(KeyboardInterrupt):
+        callback._save_checkpoint(_FolderTrainer(step=6, die_mid_write=True), str(target))
+    # the interrupted save never touched the folder under the checkpoint's name
+    assert torch.load(target / "meta.pt", weights_only=True)["global_step"] == 4
+    assert torch.load(target / "__0_0.distcp", weights_only=True)["shard"] == 4
+    assert not is_complete_checkpoint(tmp_path / ".partial-last.ckpt.tmp")
+    assert find_last_checkpoint(tmp_path) == target
+    callback._save_checkpoint(_FolderTrainer(step=8), str(target))  # the next save cleans up and swaps
+    assert torch.load(target / "meta.pt", weights_only=True)["global_step"] == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
