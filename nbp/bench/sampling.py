@@ -43,19 +43,21 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="also time tokenizer decoding (ucf101 tokenizer preset, random weights)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a busy CPU")
+    parser.add_argument("--vocab-size", type=int, default=VOCAB,
+                        help="tokenizer vocabulary (64000 = the paper's FSQ); the output head grows with it")
     parser.add_argument("--top-k", type=int, default=16000, help="the paper's sampling defaults")
     parser.add_argument("--top-p", type=float, default=0.9)
     return parser
 
 
-def make_config(preset: str, block) -> NBPConfig:
+def make_config(preset: str, block, vocab_size: int = VOCAB) -> NBPConfig:
     """The paper's UCF-101 setting: class-conditional, hybrid first block."""
-    return NBPConfig.from_preset(preset, vocab_size=VOCAB, grid=GRID, block=block, first_block="hybrid",
+    return NBPConfig.from_preset(preset, vocab_size=vocab_size, grid=GRID, block=block, first_block="hybrid",
                                  condition="class", num_classes=CLASSES, dropout=0.0)
 
 
-def make_model(preset: str, block, device, dtype) -> NBPTransformer:
-    return NBPTransformer(make_config(preset, block)).to(device=device, dtype=dtype).eval()
+def make_model(preset: str, block, device, dtype, vocab_size: int = VOCAB) -> NBPTransformer:
+    return NBPTransformer(make_config(preset, block, vocab_size)).to(device=device, dtype=dtype).eval()
 
 
 def _progress(what: str, result: dict) -> None:
@@ -119,7 +121,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 
-    nbp_model = make_model(args.preset, ROW, device, dtype)
+    nbp_model = make_model(args.preset, ROW, device, dtype, args.vocab_size)
     sample_sequence(nbp_model, torch.zeros(batch, dtype=torch.long, device=device), batch, controls)  # warm-up
     nbp = time_sampling(nbp_model, batch, controls, args.compile)
     _progress("nbp", nbp)
@@ -130,6 +132,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "threads": torch.get_num_threads(),
         "preset": args.preset,
         "params": nbp_model.num_params(),
+        "vocab_size": args.vocab_size,
         "dtype": args.dtype,
         "batch_size": batch,
         "compile": args.compile,
@@ -138,7 +141,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "nbp": {"block": list(ROW), "first_block": "hybrid", **nbp},
     }
     if args.ntp:
-        ntp_model = make_model(args.preset, (1, 1, 1), device, dtype)
+        ntp_model = make_model(args.preset, (1, 1, 1), device, dtype, args.vocab_size)
         ntp = time_sampling(ntp_model, batch, controls, args.compile)
         ntp.pop("_grid")
         _progress("ntp", ntp)
