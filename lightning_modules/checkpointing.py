@@ -154,6 +154,15 @@ class PeriodicCheckpoint(ModelCheckpoint):
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Save the final step of a max_steps run here, mid-epoch, not in on_train_end: by then Lightning
+        # has closed the epoch, and a run resumed from there (with a larger max_steps) would start the
+        # next epoch instead of continuing with the next batch.
+        reached_max_steps = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        if self.save_last and reached_max_steps and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_train_end(self, trainer, pl_module) -> None:
         # Also keep the steps after the last multiple of every_n_train_steps: a finished run's
         # last.ckpt holds its final weights.

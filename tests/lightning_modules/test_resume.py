@@ -183,3 +183,26 @@ def test_sharded_checkpoint_folder_is_replaced_whole(tmp_path):
     callback._save_checkpoint(_FolderTrainer(step=8), str(target))  # the next save cleans up and swaps
     assert torch.load(target / "meta.pt", weights_only=True)["global_step"] == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_transformer_module_resumes_exactly(tmp_path):
+    """The real NBPModule + TokenDataModule, with dropout and condition dropout: a run stopped at step 3
+    and resumed with --ckpt_path last ends with the same weights as an uninterrupted 6-step run."""
+    from tests.lightning_modules.test_distributed import nbp_config
+    from tests.lightning_modules.test_nbp_module import write_pattern_cache
+
+    cache = write_pattern_cache(tmp_path / "cache", n=24)  # 6 batches of 4: the resumed run crosses an epoch
+
+    def config(root, max_steps):
+        cfg = nbp_config(root, cache, batch_size=4)
+        cfg["trainer"]["max_steps"] = max_steps
+        init = cfg["model"]["init_args"]
+        init["overrides"].update(dropout=0.1, p_uncond=0.2)
+        init["total_steps"] = 8  # the LR schedule must not depend on where the first run stopped
+        return write_config(root / f"c{max_steps}.yaml", cfg)
+
+    assert fit_in_process(config(tmp_path / "ref", 8)) == 0
+    assert fit_in_process(config(tmp_path / "run", 3)) == 0
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    assert fit_in_process(config(tmp_path / "run", 8), "--ckpt_path", "last") == 0
+    assert_same_weights(load_weights(tmp_path / "run" / "dump"), load_weights(tmp_path / "ref" / "dump"), atol=1e-6)
