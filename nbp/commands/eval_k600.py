@@ -91,7 +91,7 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
         ]
         return torch.cat(videos), torch.tensor(list(span))
 
-    generated_now = gen.fill_shards(shards, rank, world, make_shard)
+    generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
     metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)

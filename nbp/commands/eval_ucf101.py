@@ -90,7 +90,7 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
         ]
         return torch.cat(videos), cond
 
-    generated_now = gen.fill_shards(shards, rank, world, make_shard)
+    generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
     metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)

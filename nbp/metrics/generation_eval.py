@@ -74,3 +74,14 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def sum_over_ranks(value: int, world: int) -> int:
+    """Total of a per-rank count (e.g. shards generated) across torchrun ranks."""
+    if world <= 1:
+        return value
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.long, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(total)
+    return int(total.item())
