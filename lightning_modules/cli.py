@@ -33,6 +33,14 @@ class NBPLightningCLI(LightningCLI):
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.add_lightning_class_args(StepSeed, "step_seed")
 
+    def before_instantiate_classes(self) -> None:
+        # Per-batch seeds follow the run's seed (already resolved to an int by LightningCLI), so
+        # two runs with different seed_everything also differ in dropout.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed = config.get("seed_everything")
+        if config.step_seed.seed is None and isinstance(seed, int) and not isinstance(seed, bool):
+            config.step_seed.seed = seed
+
 
 def main(argv: list[str], prog: str = "nbp train") -> int:
     # `nbp train ...` hands us the arguments after "train" on purpose; Lightning warns when sys.argv differs.

@@ -158,11 +158,12 @@ def step_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
 class StepSeed(Callback):
     """Reseed all RNGs before every training batch from (seed, epoch, batch index, global rank)."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int | None = None) -> None:
+        """seed: None takes the run's seed_everything (set by `nbp train`), else 0."""
         self.seed = seed
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
-        value = step_seed(self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)
+        value = step_seed(self.seed or 0, trainer.current_epoch, batch_idx, trainer.global_rank)
         torch.manual_seed(value)  # also seeds every CUDA device
         np.random.seed(value % (2**32))
         random.seed(value)

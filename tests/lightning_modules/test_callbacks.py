@@ -80,3 +80,21 @@ def test_batch_size_of_common_batch_shapes():
     assert batch_size_of((torch.zeros(2), torch.zeros(9))) == 2
     with pytest.raises(TypeError):
         batch_size_of({"path": "a.mp4"})
+
+
+def test_every_run_gets_the_scale_callbacks_and_step_seed_follows_the_run_seed(tmp_path):
+    import warnings
+
+    import lightning as L
+
+    from lightning_modules.checkpointing import PeriodicCheckpoint
+    from lightning_modules.cli import NBPLightningCLI
+    from lightning_modules.resumable import StepSeed
+
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    config = write_config(tmp_path / "c.yaml", toy_config(tmp_path, max_steps=1))
+    cli = NBPLightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                          args=["--config", str(config), "--seed_everything", "7"], run=False)
+    kinds = {type(cb) for cb in cli.trainer.callbacks}
+    assert {PeriodicCheckpoint, NonFiniteLossGuard, ThroughputMonitor, StepSeed} <= kinds
+    assert next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepSeed)).seed == 7
