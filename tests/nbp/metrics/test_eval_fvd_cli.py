@@ -65,3 +65,14 @@ def test_eval_fvd_bad_inputs_are_one_line_exit_2(synthetic_root, pooling_detecto
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "valid: styleganv, nbp, tats" in err[0]
     assert not (tmp_path / "fvd_report.json").exists()
+
+
+def test_eval_fvd_takes_a_dataset_config_file(synthetic_root, pooling_detector, tmp_path, capsys):
+    config = tmp_path / "real.yaml"
+    config.write_text(f"kind: ucf101\nroot: {synthetic_root}\nsplit: test\nframes: 16\nfps: 8\nsize: 32\n")
+    args = ["eval", "fvd", "--real", str(config), "--fake", str(synthetic_root / "OneSquare"), "--size", "32",
+            "--detector", str(pooling_detector), "--workers", "0", "--out", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["real"]["dataset"]["kind"] == "ucf101" and report["real"]["dataset"]["split"] == "test"
+    assert report["counts"] == {"real": 6, "fake": 4}  # one test video per synthetic class
