@@ -118,3 +118,85 @@ def test_third_run_reuses_everything_quickly(demo_runs):
     for key in ("tokenizer", "nbp", "ntp", "speedup", "frame_prediction", "stages", "outputs"):
         assert summary[key] == before[key], key
     assert "speedup (NTP s / NBP s)" in proc.stdout
+
+
+# ------------------------------------------------------------------ the parts, in-process (fast)
+
+
+def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys):
+    from nbp.demo_runner import StageRunner
+
+    calls = []
+
+    def stage(folder: Path) -> dict:
+        calls.append(folder.name)
+        (folder / "file.txt").write_text("complete")
+        return {"value": len(calls)}
+
+    runner = StageRunner(tmp_path)
+    assert runner.run("a", stage) == {"value": 1}
+    # An interrupted stage: a folder with a partial file but no done-marker.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "partial.bin").write_bytes(b"half")
+    again = StageRunner(tmp_path)
+    assert again.run("a", stage) == {"value": 1}  # reused, not rerun
+    assert again.run("b", stage) == {"value": 2}
+    assert calls == ["a", "b"]
+    assert not (tmp_path / "b" / "partial.bin").exists()
+    err = capsys.readouterr().err
+    assert "stage 'a': reusing" in err and "stage 'b': clearing the unfinished attempt" in err
+    assert again.records["a"].reused and not again.records["b"].reused
+
+
+def test_stage_that_raises_leaves_no_marker(tmp_path):
+    from nbp.demo_runner import StageRunner
+
+    def broken(folder: Path) -> dict:
+        (folder / "partial.bin").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        StageRunner(tmp_path).run("a", broken)
+    assert not (tmp_path / "a" / "done.json").exists()
+
+
+def test_budget_and_arguments_are_validated():
+    from lightning_modules.demo import choose_threads, main, resolve_device
+    from nbp.demo_runner import Budget
+    from nbp.errors import UserError
+
+    budget = Budget(10)
+    assert budget.tokenizer_seconds + 3 * budget.model_seconds < budget.total_seconds
+    for bad in (0, -1):
+        with pytest.raises(UserError, match="--minutes"):
+            Budget(bad)
+    with pytest.raises(UserError, match="--device"):
+        resolve_device("tpu")
+    with pytest.raises(UserError, match="--threads"):
+        choose_threads(-2)
+    assert choose_threads(3) == 3
+    with pytest.raises(UserError, match="--minutes"):
+        main(["--minutes", "0", "--out", "unused"])
+
+
+def test_time_budget_schedule_warms_up_then_decays():
+    from lightning_modules.demo_train import TimeBudgetSchedule, max_time_string
+
+    schedule = TimeBudgetSchedule(100.0, warmup_fraction=0.1, final_ratio=0.05)
+    factors = [schedule.factor(t) for t in (0.0, 5.0, 10.0, 55.0, 100.0, 200.0)]
+    assert factors[0] < factors[1] < factors[2] == pytest.approx(1.0)
+    assert factors[3] == pytest.approx(0.05 + 0.95 * 0.5)
+    assert factors[4] == pytest.approx(0.05) and factors[5] == pytest.approx(0.05)
+    assert max_time_string(3725.4) == "00:01:02:05" and max_time_string(0.2) == "00:00:00:01"
+
+
+def test_mosaic_places_clips_on_a_grid():
+    import torch
+
+    from nbp.demo_eval import GAP_GREY, mosaic
+
+    clips = torch.stack([torch.full((3, 2, 4, 4), 10 * (i + 1), dtype=torch.uint8) for i in range(5)])
+    grid = mosaic(clips, columns=2, gap=1)
+    assert grid.shape == (3, 2, 3 * 4 + 2, 2 * 4 + 1)
+    assert grid[0, 0, 0, 0] == 10 and grid[0, 0, 0, 5] == 20 and grid[0, 0, 10, 0] == 50
+    assert grid[0, 0, 4, 0] == GAP_GREY and grid[0, 0, 10, 5] == GAP_GREY  # gap row; the empty last cell
