@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.lightning_modules.launch import (
     assert_same_weights,
@@ -114,3 +115,17 @@ def test_tokenizer_two_process_ddp_matches_one_process(tmp_path, synthetic_root)
     rank0 = load_weights(two / "dump", 0)
     assert_same_weights(rank0, load_weights(two / "dump", 1))
     assert_same_weights(rank0, load_weights(one / "dump"), atol=1e-5)
+
+
+def test_nan_on_one_rank_stops_every_rank_without_hanging(tmp_path):
+    from tests.lightning_modules.launch import toy_config
+
+    cfg = toy_config(tmp_path, max_steps=20, devices=2, strategy="ddp", every_n_train_steps=2, nan_at_step=5, nan_rank=1)
+    out = run_subprocess(torchrun_command(write_config(tmp_path / "c.yaml", cfg), nproc=2), timeout=240)
+    log = out.stdout + out.stderr
+    assert out.returncode != 0
+    # both ranks stop at the same step with one line each (3 batches per rank and epoch: step 5 is in epoch 1)
+    assert "nbp: error: loss is nan at global step 5 (epoch 1, rank 1)" in log
+    assert "nbp: error: the loss is non-finite on another rank at global step 5 (epoch 1, rank 0)" in log
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 4

@@ -51,7 +51,7 @@ class ToyModule(L.LightningModule):
 
     dump_dir: each rank appends one JSON line per step (step, loss, sample indices) to
       steps_rank{r}.jsonl and saves its final weights to weights_rank{r}.pt.
-    nan_at_step: the loss of that global step is multiplied by NaN.
+    nan_at_step: the loss of that global step is multiplied by NaN (only on rank `nan_rank`, if >= 0).
     die_at_step: SIGKILL this process right after that step's checkpoint hooks ran.
     """
 
@@ -65,6 +65,7 @@ class ToyModule(L.LightningModule):
         total_steps: int = 20,
         dump_dir: str | None = None,
         nan_at_step: int = -1,
+        nan_rank: int = -1,
         die_at_step: int = -1,
     ):
         super().__init__()
@@ -73,7 +74,7 @@ class ToyModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = nn.functional.mse_loss(self.net(batch["x"]), batch["y"])
-        if self.global_step == self.hparams.nan_at_step:
+        if self.global_step == self.hparams.nan_at_step and self.hparams.nan_rank in (-1, self.global_rank):
             loss = loss * float("nan")
         self._record(loss, batch)
         self.log("train/loss", loss)
