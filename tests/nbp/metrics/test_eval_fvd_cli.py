@@ -49,13 +49,6 @@ def test_eval_fvd_reports_the_score_of_two_folders(synthetic_root, pooling_detec
     assert report["fvd"] > 1e-3
 
 
-def test_eval_fvd_of_a_folder_with_itself_is_zero(synthetic_root, pooling_detector, tmp_path, capsys):
-    args = ["eval", "fvd", "--real", str(synthetic_root / "TwoCircles"), "--fake", str(synthetic_root / "TwoCircles"),
-            "--size", "32", "--detector", str(pooling_detector), "--workers", "0", "--out", str(tmp_path / "r.json")]
-    assert main(args) == 0
-    assert abs(json.loads(capsys.readouterr().out)["fvd"]) < 1e-4
-
-
 def test_eval_fvd_bad_inputs_are_one_line_exit_2(synthetic_root, pooling_detector, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where the default report would go
     base = ["eval", "fvd", "--fake", str(synthetic_root / "OneSquare"), "--detector", str(pooling_detector)]
