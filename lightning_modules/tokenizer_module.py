@@ -49,7 +49,8 @@ class TokenizerModule(L.LightningModule):
         does not apply to manual optimization). `export_path` receives the tokenizer file."""
         super().__init__()
         self.automatic_optimization = False
-        loss = loss or LossConfig()
+        # A dict when restored from a checkpoint's hyper-parameters (stored as plain data, see below).
+        loss = LossConfig(**loss) if isinstance(loss, dict) else (loss or LossConfig())
         if lr <= 0 or (disc_lr is not None and disc_lr <= 0):
             raise UserError(f"TokenizerModule: lr={lr} and disc_lr={disc_lr} must be > 0")
         if warmup_steps < 0:

@@ -56,6 +56,8 @@ def test_fit_logs_metrics_writes_video_and_exports(tmp_path, synthetic_root):
     assert from_ckpt.config == exported.config
     hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]
     assert json.loads(json.dumps(hparams["loss"]))["disc_start"] == 3
+    restored = TokenizerModule.load_from_checkpoint(ckpt)
+    assert restored.loss_config == module.loss_config and int(restored.generator_steps) > 0
 
 
 def test_training_reduces_the_loss(tmp_path, synthetic_root):

@@ -13,7 +13,7 @@ def test_perceptual_loss_with_user_weights(tmp_path):
     torch.save({f"features.{k}": v for k, v in features.state_dict().items()} | {"classifier.0.weight": torch.zeros(1)},
                path)
     loss = PerceptualLoss(path, max_frames=2)
-    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     assert loss(video, video).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(video, -video).item() > 0
     assert not any(p.requires_grad for p in loss.parameters())
