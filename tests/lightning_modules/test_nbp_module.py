@@ -190,3 +190,25 @@ def test_every_config_describes_a_valid_model(name):
         assert global_batch == 64
     expected_block = (1, 1, 1) if name.endswith("ntp") else (1, 1, model_cfg.grid[2])
     assert model_cfg.block == expected_block
+
+
+def test_on_the_fly_batches_hold_the_same_tokens_as_the_cache(synthetic_root, tmp_path):
+    from nbp.commands.tokenize import tokenize_dataset
+    from nbp.data import DatasetConfig
+    from nbp.token_cache import TokenCache
+    from tokenizer import TokenizerConfig, VideoTokenizer
+
+    tok_path = tmp_path / "tok.pt"
+    VideoTokenizer(TokenizerConfig.from_preset("synthetic", base_channels=8, norm_groups=4)).save(tok_path)
+    test_split = DatasetConfig(kind="ucf101", root=str(synthetic_root), split="test", size=32, frames=17)
+    tokenize_dataset(tok_path, test_split, tmp_path / "cache", batch_size=4, progress=False)
+    cache = TokenCache(tmp_path / "cache")
+
+    data = TokenDataModule(tokenizer=str(tok_path), train_data=test_split, val_data=test_split, batch_size=4)
+    assert data.describe() == {"grid": (5, 8, 8), "vocab_size": 1000, "num_classes": 6}
+    data.setup("fit")
+    batch = data.on_after_batch_transfer(next(iter(data.val_dataloader())), 0)
+    assert "video" not in batch and batch["tokens"].shape == (4, 5, 8, 8)
+    for i in range(4):
+        assert torch.equal(batch["tokens"][i], cache[i]["tokens"])
+        assert int(batch["label"][i]) == cache[i]["label"]
