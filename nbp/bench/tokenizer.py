@@ -4,8 +4,8 @@
     nbp bench tokenizer --tokenizer runs/tokenizer_synthetic/tokenizer.pt --size 32
 
 Weights are random unless `--tokenizer` gives a file (speed does not depend on them). On a GPU
-the default dtype is bf16 autocast (the quantizer stays float32). Each phase gets one warm-up
-call, then the median of `--rounds` timed calls is reported.
+the default dtype is bf16 autocast (the quantizer stays float32). Each phase gets `--warmup` untimed
+calls (default 1), then the median of `--rounds` timed calls is reported.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (0: time the first call)")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--dtype", type=str, default="auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     return parser
@@ -43,23 +44,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn, device: torch.device, rounds: int) -> float:
-    """Median seconds of `rounds` calls after one warm-up call."""
-    fn()
+def time_call(fn, device: torch.device, rounds: int, warmup: int):
+    """(median seconds of `rounds` calls after `warmup` untimed calls, the last result)."""
+    for _ in range(warmup):
+        fn()
     _sync(device)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        fn()
+        out = fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), out
 
 
 def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
     args = build_parser(prog).parse_args(argv)
-    if min(args.frames, args.size, args.batch, args.rounds) < 1:
-        raise UserError("--frames, --size, --batch and --rounds must all be >= 1")
+    if min(args.frames, args.size, args.batch, args.rounds) < 1 or args.warmup < 0:
+        raise UserError("--frames, --size, --batch and --rounds must all be >= 1, --warmup >= 0")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -77,9 +79,8 @@ def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
         torch.cuda.reset_peak_memory_stats(device)
 
     with torch.inference_mode(), autocast:
-        ids = tok.encode(video)
-        encode_s = time_call(lambda: tok.encode(video), device, args.rounds)
-        decode_s = time_call(lambda: tok.decode(ids), device, args.rounds)
+        encode_s, ids = time_call(lambda: tok.encode(video), device, args.rounds, args.warmup)
+        decode_s, _ = time_call(lambda: tok.decode(ids), device, args.rounds, args.warmup)
 
     result = {
         "tokenizer": args.tokenizer or f"preset:{args.preset} (random weights)",
@@ -87,6 +88,8 @@ def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
         "clip": [args.frames, args.size, args.size],
         "grid": list(grid),
         "batch": args.batch,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "threads": torch.get_num_threads(),
         "dtype": dtype_name,
