@@ -60,9 +60,14 @@ def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8
 
 # ---------------------------------------------------------------------------------------- class samples
 
+def seeded_generator(model, seed: int) -> torch.Generator:
+    """A generator on the model's device (the sampler draws there)."""
+    return torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+
+
 def _timed_sampling(model, cond: torch.Tensor, controls: SamplingControls, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    return generate_tokens(model, cond=cond, controls=controls, generator=generator)
+    device = next(model.parameters()).device
+    return generate_tokens(model, cond=cond.to(device), controls=controls, generator=seeded_generator(model, seed))
 
 
 @torch.no_grad()
@@ -85,8 +90,8 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
         grids[name] = grid
         timings[name] = {"sampling_steps": stats.model_calls, "sampling_seconds": stats.seconds,
                          "tokens_per_second": stats.tokens_per_second, "batch_size": stats.batch_size}
-    videos = tokens_to_video(tokenizer, grids["nbp"])
-    ntp_videos = tokens_to_video(tokenizer, grids["ntp"])
+    videos = tokens_to_video(tokenizer, grids["nbp"]).cpu()
+    ntp_videos = tokens_to_video(tokenizer, grids["ntp"]).cpu()
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -126,13 +131,13 @@ def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str]
     """
     check_compatible(model, tokenizer)
     context = context_pixel_frames(tokenizer, model.config)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(model, seed)
     quality, copy_baseline = FrameQuality(), FrameQuality()
     truths, predictions = [], []
     for chunk in tqdm(list(batches(items, batch_size)), desc="frame prediction", unit="batch", file=sys.stderr):
         real = torch.stack([item["video"] for item in chunk])
         grid, _ = generate_tokens(model, tokenizer, cond=real[:, :, :context], controls=controls, generator=generator)
-        predicted = tokens_to_video(tokenizer, grid)
+        predicted = tokens_to_video(tokenizer, grid).cpu()
         quality.update(predicted[:, :, context:], real[:, :, context:])
         # Reference point: a "prediction" that freezes the last context frame.
         frozen = real[:, :, context - 1:context].expand_as(real[:, :, context:])

@@ -8,15 +8,11 @@ returned, so:
 - a rerun with the same `--out` finds the marker and reuses the stage instead of redoing it;
 - an interrupted stage (Ctrl-C, crash) has no marker; the next run clears its
   half-written folder and runs it again, while every finished stage stays intact.
-
-`NBP_DEMO_INTERRUPT=<stage>` makes that stage raise KeyboardInterrupt once it has
-started writing (used by the tests to interrupt a real run at a known point).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,18 +24,11 @@ from nbp.errors import UserError
 from nbp.files import write_json_atomic
 
 DONE_NAME = "done.json"
-INTERRUPT_ENV = "NBP_DEMO_INTERRUPT"
 
 
 def log(message: str) -> None:
     """Demo progress lines go to stderr, next to the progress bars (stdout stays for the summary)."""
     print(f"[demo] {message}", file=sys.stderr, flush=True)
-
-
-def maybe_interrupt(stage: str) -> None:
-    """Raise KeyboardInterrupt when NBP_DEMO_INTERRUPT names this stage (a deterministic Ctrl-C)."""
-    if os.environ.get(INTERRUPT_ENV) == stage:
-        raise KeyboardInterrupt(f"{INTERRUPT_ENV}={stage}")
 
 
 @dataclass
@@ -107,8 +96,8 @@ class Budget:
     minutes: float
     # Measured at 15 minutes: the untimed work (writing and encoding videos, evaluation, start-up
     # of four Trainers) takes about a fifth of the budget.
-    tokenizer_share: float = 0.45
-    model_share: float = 0.12  # each of the three transformers (NBP, its NTP twin, frame prediction)
+    tokenizer_share: float = 0.5
+    model_share: float = 0.1  # each of the three transformers (NBP, its NTP twin, frame prediction)
 
     def __post_init__(self):
         if not self.minutes > 0:

@@ -1,7 +1,7 @@
 """`nbp demo` end to end in real processes, at a tiny budget: interrupted, resumed, reused.
 
 One fixture runs the demo three times into the same folder:
-1. interrupted inside the 'nbp' stage (NBP_DEMO_INTERRUPT raises KeyboardInterrupt there, as Ctrl-C would);
+1. interrupted by SIGINT (Ctrl-C) as soon as it starts the 'nbp' stage (training the transformers);
 2. a plain rerun, which must reuse the finished stages and complete the rest;
 3. another rerun, which must reuse everything and finish quickly.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,20 +25,33 @@ FIRST_STAGES = ("data", "tokenizer", "tokens")
 ALL_STAGES = FIRST_STAGES + ("nbp", "sample", "frame_prediction")
 
 
-def run_demo(out: Path, interrupt: str | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    env = {k: v for k, v in os.environ.items() if k != "NBP_DEMO_INTERRUPT"}
-    if interrupt:
-        env["NBP_DEMO_INTERRUPT"] = interrupt
+def demo_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "nbp", "demo", "--out", str(out), "--minutes", MINUTES, "--threads", "1"]
+
+
+def run_demo(out: Path) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nbp", "demo", "--out", str(out), "--minutes", MINUTES,
-                           "--threads", "1"], env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(demo_command(out), capture_output=True, text=True, timeout=240)
     return proc, time.perf_counter() - started
+
+
+def run_demo_until(out: Path, line: str) -> subprocess.CompletedProcess:
+    """Run the demo and press Ctrl-C (SIGINT) as soon as `line` appears on its stderr."""
+    proc = subprocess.Popen(demo_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for text in proc.stderr:
+        seen.append(text)
+        if line in text:
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, rest = proc.communicate(timeout=240)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(seen) + rest)
 
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    interrupted, _ = run_demo(out, interrupt="nbp")
+    interrupted = run_demo_until(out, "stage 'nbp': running")
     markers_after_interrupt = {stage: (out / stage / "done.json").is_file() for stage in ALL_STAGES}
     completed, completed_seconds = run_demo(out)
     assert completed.returncode == 0, completed.stderr[-3000:]
