@@ -6,7 +6,9 @@ import pytest
 import torch
 
 os.environ.setdefault("NBP_OFFLINE", "1")  # nothing may download during tests
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The tests use tiny tensors: a second thread only adds synchronisation, which is
+# many times slower on a busy machine. Benchmarks, not tests, measure speed.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

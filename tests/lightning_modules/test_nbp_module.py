@@ -40,15 +40,6 @@ def write_pattern_cache(root, n=48, seed=0):
     return root
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: a second thread only adds synchronisation, which is very slow on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pattern_cache(tmp_path_factory):
     return write_pattern_cache(tmp_path_factory.mktemp("cache"))

@@ -17,15 +17,6 @@ from nbp.masks import MaskSpec, block_causal_mask
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: thread start-up costs more than it saves, and badly so on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPECS = [MaskSpec(3, 4, 5, "hybrid"), MaskSpec(1, 8, 4, "start_block"), MaskSpec(0, 1, 9, "start_block")]
 
 

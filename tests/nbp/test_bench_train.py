@@ -6,7 +6,6 @@ from nbp.errors import UserError
 
 
 def test_one_backend_measurement_reports_throughput_and_memory():
-    torch.set_num_threads(1)
     spec = dict(preset="tiny", device="cpu", grid=[2, 4, 4], block=[1, 1, 4], first_block="hybrid",
                 vocab_size=64, batch_size=2, steps=1, warmup=0, precision="fp32", grad_checkpointing=False,
                 threads=1, backend="sdpa")

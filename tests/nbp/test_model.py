@@ -12,15 +12,6 @@ from nbp.model import NBPTransformer
 V = 37
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these models are tiny: thread start-up costs more than it saves, and badly so on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides):
     base = dict(vocab_size=V, grid=(3, 4, 4), block=(1, 1, 4), condition="none", num_classes=3,
                 n_layer=2, n_head=2, n_embd=32, dropout=0.0, p_uncond=0.0)

@@ -17,14 +17,6 @@ from tokenizer import TokenizerConfig, VideoTokenizer
 TINY_TOKENIZER = dict(base_channels=8, norm_groups=4, num_res_blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")

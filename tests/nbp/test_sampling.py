@@ -11,15 +11,6 @@ from nbp.sampling import generate
 from nbp.sampling_controls import SamplingControls, draw
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than they save, badly so on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 GREEDY, SAMPLED = SamplingControls(temperature=0.0), SamplingControls(temperature=1.0, top_k=20, top_p=0.95)
 
 LAYOUTS = {

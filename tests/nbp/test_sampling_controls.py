@@ -7,15 +7,6 @@ from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, filter_logits, guide, top_k_filter, top_p_filter
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than they save, badly so on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_top_p_keeps_smallest_set_reaching_p_hand_example():
     # probabilities 0.5, 0.3, 0.15, 0.05 (shuffled positions)
     probs = torch.tensor([0.15, 0.5, 0.05, 0.3])

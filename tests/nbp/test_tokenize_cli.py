@@ -16,15 +16,6 @@ from tokenizer import TokenizerConfig, VideoTokenizer
 SIZE, FRAMES = 32, 17
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions: a second thread only adds synchronisation, very slow on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_tokenizer(path, seed=0):
     torch.manual_seed(seed)
     config = TokenizerConfig.from_preset("synthetic", base_channels=8, norm_groups=4)
