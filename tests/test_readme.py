@@ -13,28 +13,51 @@ README = (ROOT / "README.md").read_text()
 
 
 def readme_commands() -> list[str]:
-    """Shell lines inside ```bash blocks, continuation lines joined."""
-    lines = []
+    """Shell commands inside ```bash blocks: continuation lines and multi-line quotes joined."""
+    commands = []
     for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", README, flags=re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                lines.append(line.removeprefix("$ "))
-    return lines
+        pending = ""
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            pending += ("\n" if pending else "") + line
+            try:
+                shlex.split(pending, comments=True)
+            except ValueError:  # a quote spans lines: keep reading
+                continue
+            command = pending.strip().removeprefix("$ ")
+            pending = ""
+            if command and not command.startswith("#"):
+                commands.append(command)
+        assert not pending, f"unbalanced quotes in README command: {pending!r}"
+    return commands
+
+
+def split_commands(line: str) -> list[list[str]]:
+    """Shell words of each simple command on a line (split at |, &&, ||, ;), comments dropped."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars="|&;")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    commands, words = [], []
+    for token in lexer:
+        if token and set(token) <= set("|&;"):
+            commands.append(words)
+            words = []
+        else:
+            words.append(token)
+    return commands + [words]
 
 
 def nbp_invocations() -> list[list[str]]:
     calls = []
     for line in readme_commands():
-        for part in re.split(r"&&|\|\||;|\|", line):
-            words = shlex.split(part, comments=True)
+        for words in split_commands(line):
             while words and "=" in words[0] and not words[0].startswith("-"):
                 words = words[1:]  # leading VAR=value assignments
             if words[:1] == ["nbp"]:
                 calls.append(words[1:])
             elif words[:3] in (["python", "-m", "nbp"], ["python3", "-m", "nbp"]):
                 calls.append(words[3:])
+            elif words[:1] == ["torchrun"] and "nbp" in words and "-m" in words:
+                calls.append(words[words.index("nbp") + 1 :])
     return calls
 
 
