@@ -13,11 +13,9 @@ predicted frames against the ground truth. Clips cycle through the list when
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nbp.errors import UserError
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -47,24 +45,16 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     from nbp.metrics.frame_quality import FrameQuality
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
-    from nbp.metrics.sample_shards import SampleShards
-    from nbp.sampling import context_pixel_frames, generate, pixel_shape
+    from nbp.sampling import context_pixel_frames, generate
 
     start = time.perf_counter()
     gen.check_generation_args(args)
     protocol = get_protocol(args.protocol, pre_resize=args.fvd_size)
     rank, world = distributed_setup()
     device = pick_device(args.device)
-    model, tokenizer, checksums = gen.load_generator(args.model, args.tokenizer, device)
-    config = model.config
-    if config.condition != "frames":
-        raise UserError(f"{args.model} is conditioned on {config.condition!r}; frame prediction needs condition='frames'")
-    frames, height, width = pixel_shape(tokenizer, config)
-    context = context_pixel_frames(tokenizer, config)
-    if height != width:
-        raise UserError(f"{args.model} makes {height}x{width} videos; K600 evaluation reads square clips")
-    if frames < protocol.frames:
-        raise UserError(f"{args.model} makes {frames}-frame videos; protocol {protocol.name} scores {protocol.frames}")
+    model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
+        args, device, "frames", "K600 frame prediction", protocol.frames)
+    context = context_pixel_frames(tokenizer, model.config)
 
     data_cfg = DatasetConfig(kind=args.kind, root=args.data, split=args.split, csv=args.csv, frames=frames,
                              fps=args.fps, size=height, clip="center")
@@ -73,12 +63,8 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     def clips(indices: range) -> torch.Tensor:
         return torch.stack([real[i % len(real)]["video"] for i in indices])  # uint8 (B, 3, T, H, W)
 
-    cache = args.cache or f"{Path(args.out).with_suffix('')}_samples"
     meta = {"task": "k600", **checksums, "seed": args.seed, "data": vars(data_cfg), **gen.sampling_settings(args)}
-    shards = SampleShards(cache, args.num_samples, args.shard_size, meta)
-    if rank == 0:
-        shards.open()
-    gen.barrier(world)
+    shards, cache = gen.open_shards(args, meta, rank, world)
 
     def make_shard(index: int):
         stream = gen.shard_generator(device, args.seed, index)
@@ -117,17 +103,8 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
         "counts": {"real": args.num_samples, "fake": args.num_samples, "distinct_real_clips": min(len(real), args.num_samples)},
         "protocol_counts": {"real": 50000, "fake": 50000},
         "detector": metric.detector_info(),
-        "model": args.model,
-        "tokenizer": args.tokenizer,
-        **checksums,
         "data": vars(data_cfg),
-        "sampling": gen.sampling_settings(args),
-        "seed": args.seed,
-        "cache": cache,
-        "shards": {"total": shards.num_shards, "generated_this_run": generated_now},
-        "world_size": world,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
+        **gen.run_fields(args, checksums, shards, cache, generated_now, world, device, start),
     }
     finish(report, args.out, summary_line("nbp eval k600", report) + f", PSNR {frame_scores['psnr']:.2f}, SSIM {frame_scores['ssim']:.3f}", rank)
     return 0

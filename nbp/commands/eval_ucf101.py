@@ -13,7 +13,6 @@ scores its share of shards; the metric sums the statistics across ranks.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -44,23 +43,16 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     from nbp.metrics.evaluation import distributed_setup, finish, pick_device, rank_share, score_videos, summary_line
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
-    from nbp.metrics.sample_shards import SampleShards
-    from nbp.sampling import generate, pixel_shape
+    from nbp.sampling import generate
 
     start = time.perf_counter()
     gen.check_generation_args(args)
     protocol = get_protocol(args.protocol)
     rank, world = distributed_setup()
     device = pick_device(args.device)
-    model, tokenizer, checksums = gen.load_generator(args.model, args.tokenizer, device)
+    model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
+        args, device, "class", "UCF-101 evaluation", protocol.frames)
     config = model.config
-    if config.condition != "class":
-        raise UserError(f"{args.model} is conditioned on {config.condition!r}; UCF-101 evaluation needs a class-conditional model")
-    frames, height, width = pixel_shape(tokenizer, config)
-    if height != width:
-        raise UserError(f"{args.model} makes {height}x{width} videos; UCF-101 evaluation reads square clips")
-    if frames < protocol.frames:
-        raise UserError(f"{args.model} makes {frames}-frame videos; protocol {protocol.name} scores {protocol.frames}")
 
     data_cfg = DatasetConfig(kind="ucf101", root=args.data, split="train", fold=args.fold, frames=frames,
                              fps=args.fps, size=height, clip="center")
@@ -74,12 +66,8 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     labels = torch.from_numpy(rng.choice(train_labels, size=args.num_samples, replace=True))
     real_order = rng.permutation(len(real))[: min(args.num_samples, len(real))].tolist()
 
-    cache = args.cache or f"{Path(args.out).with_suffix('')}_samples"
     meta = {"task": "ucf101", **checksums, "seed": args.seed, "fold": args.fold, **gen.sampling_settings(args)}
-    shards = SampleShards(cache, args.num_samples, args.shard_size, meta)
-    if rank == 0:
-        shards.open()
-    gen.barrier(world)
+    shards, cache = gen.open_shards(args, meta, rank, world)
 
     def make_shard(index: int):
         stream = gen.shard_generator(device, args.seed, index)
@@ -108,18 +96,9 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
         "counts": {"real": len(real_order), "fake": args.num_samples},
         "protocol_counts": {"real": protocol.num_real, "fake": protocol.num_fake},
         "detector": metric.detector_info(),
-        "model": args.model,
-        "tokenizer": args.tokenizer,
-        **checksums,
         "data": vars(data_cfg),
         "real_unreadable_replaced": replaced,
-        "sampling": gen.sampling_settings(args),
-        "seed": args.seed,
-        "cache": cache,
-        "shards": {"total": shards.num_shards, "generated_this_run": generated_now},
-        "world_size": world,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
+        **gen.run_fields(args, checksums, shards, cache, generated_now, world, device, start),
     }
     finish(report, args.out, summary_line("nbp eval ucf101", report), rank)
     return 0

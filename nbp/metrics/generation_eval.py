@@ -46,6 +46,57 @@ def load_generator(model_path: str, tokenizer_path: str, device: torch.device):
     return model, tokenizer, {"model_sha256": sha256_file(model_path), "tokenizer_sha256": sha256_file(tokenizer_path)}
 
 
+def load_checked_generator(args, device: torch.device, condition: str, task: str, min_frames: int):
+    """Load the generator and check it makes square videos of enough frames with the wanted condition.
+
+    Returns (model, tokenizer, checksums, (frames, size)).
+    """
+    from nbp.sampling import pixel_shape
+
+    model, tokenizer, checksums = load_generator(args.model, args.tokenizer, device)
+    if model.config.condition != condition:
+        wanted = {"class": "a class-conditional model", "frames": "a frame-conditional model (condition='frames')"}
+        raise UserError(f"{args.model} is conditioned on {model.config.condition!r}; {task} needs {wanted[condition]}")
+    frames, height, width = pixel_shape(tokenizer, model.config)
+    if height != width:
+        raise UserError(f"{args.model} makes {height}x{width} videos; {task} reads square clips")
+    if frames < min_frames:
+        raise UserError(f"{args.model} makes {frames}-frame videos; the protocol scores {min_frames}")
+    return model, tokenizer, checksums, (frames, height)
+
+
+def open_shards(args, meta: dict, rank: int, world: int):
+    """The resumable cache of generated videos (`--cache`, default <out>_samples), opened by rank 0."""
+    from pathlib import Path
+
+    from nbp.metrics.sample_shards import SampleShards
+
+    cache = args.cache or f"{Path(args.out).with_suffix('')}_samples"
+    shards = SampleShards(cache, args.num_samples, args.shard_size, meta)
+    if rank == 0:
+        shards.open()
+    barrier(world)
+    return shards, cache
+
+
+def run_fields(args, checksums: dict, shards, cache: str, generated_now: int, world: int, device, started: float) -> dict:
+    """Report fields every generation evaluation records: inputs, sampling, cache and run facts."""
+    import time
+
+    return {
+        "model": args.model,
+        "tokenizer": args.tokenizer,
+        **checksums,
+        "sampling": sampling_settings(args),
+        "seed": args.seed,
+        "cache": cache,
+        "shards": {"total": shards.num_shards, "generated_this_run": generated_now},
+        "world_size": world,
+        "device": str(device),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
 def sampling_settings(args) -> dict:
     return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale}
 
