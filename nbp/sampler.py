@@ -30,11 +30,6 @@ from nbp.sampling_controls import SamplingControls, draw, guide
 Segment = tuple[int, int]  # [start, end) positions of the generated sequence
 
 
-def generated_layout(config) -> BlockLayout:
-    """Layout of the generated tokens: the full latent grid minus the context frames."""
-    return config.layout
-
-
 def decode_segments(layout: BlockLayout, hybrid: bool) -> list[Segment]:
     """The slices of the sequence sampled by successive model calls, in order."""
     n, length = layout.num_tokens, layout.block_len
@@ -54,7 +49,7 @@ class CachedDecoder:
         self.cache = model.new_cache(rows, device=device, dtype=dtype)
         self.step_fn = step_fn or model.step
         self.hybrid = model.config.first_block == "hybrid"
-        self.block_len = generated_layout(model.config).block_len
+        self.block_len = model.config.layout.block_len
 
     def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
         return self.model.prefill(cond, self.cache)
@@ -131,7 +126,7 @@ def sample_sequence(
     (then batch_size says how many). decoder: "cache" or "recompute".
     """
     config = model.config
-    layout = generated_layout(config)
+    layout = config.layout  # the generated tokens (context frames excluded)
     hybrid = config.first_block == "hybrid"
     batch = _batch_size_of(cond, batch_size)
     if batch is None or batch < 1:

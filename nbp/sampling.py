@@ -18,7 +18,7 @@ import torch
 
 from nbp import pixels
 from nbp.errors import UserError
-from nbp.sampler import DecodeStats, generated_layout, sample_sequence
+from nbp.sampler import DecodeStats, sample_sequence
 from nbp.sampling_controls import SamplingControls
 
 __all__ = ["generate", "generate_tokens", "load_model", "compiled_step", "tokens_to_video", "check_compatible"]
@@ -118,7 +118,7 @@ def generate_tokens(
         model_cond, batch = None, num or 1
     step_fn = compiled_step(model) if compile else None
     seq, stats = sample_sequence(model, model_cond, batch, controls, generator, step_fn=step_fn)
-    grid = generated_layout(config).seq_to_grid(seq)
+    grid = config.layout.seq_to_grid(seq)
     if context_grid is not None:
         grid = torch.cat([context_grid, grid], dim=1)
     return grid, stats
