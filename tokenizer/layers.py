@@ -47,6 +47,10 @@ class ResBlock3d(nn.Module):
         self.norm2 = FrameGroupNorm(groups, out_ch)
         self.conv2 = CausalConv3d(out_ch, out_ch)
         self.skip = nn.Conv3d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        # Each block starts as its skip path (the residual branch outputs zero), so a deep stack
+        # starts as a shallow one; it trained faster from scratch.
+        nn.init.zeros_(self.conv2.conv.weight)
+        nn.init.zeros_(self.conv2.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
