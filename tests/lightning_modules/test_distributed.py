@@ -114,7 +114,11 @@ def test_tokenizer_two_process_ddp_matches_one_process(tmp_path, synthetic_root)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rank0 = load_weights(two / "dump", 0)
     assert_same_weights(rank0, load_weights(two / "dump", 1))
-    assert_same_weights(rank0, load_weights(one / "dump"), atol=1e-5)
+    # Summation order differs between 2x2 and 1x4 samples. Adam divides every gradient by its own RMS, so
+    # where a gradient is nearly zero (the first conv of a residual block whose second conv starts at
+    # zero) a rounding difference becomes a small fraction of an lr-sized step (lr 3e-3 here). Ranks
+    # that saw different data, or no gradient sync, differ by whole steps.
+    assert_same_weights(rank0, load_weights(one / "dump"), atol=1e-4)
 
 
 def test_nan_on_one_rank_stops_every_rank_without_hanging(tmp_path):
