@@ -30,7 +30,7 @@ class Quantizer(nn.Module):
         self.vocab_size = config.vocab_size
         dim = config.latent_dim
         if self.kind == "fsq":
-            # Binary levels need the symmetric bound (the default one has no zero-free grid for 2 levels).
+            # vector-quantize-pytorch takes levels of 2 (binary dimensions) only with its symmetric bound.
             self.impl = FSQ(levels=list(config.fsq_levels), dim=dim, preserve_symmetry=2 in config.fsq_levels)
         elif self.kind == "lfq":
             self.impl = LFQ(dim=dim, codebook_size=self.vocab_size)
