@@ -164,6 +164,10 @@ class StepSeed(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         value = step_seed(self.seed or 0, trainer.current_epoch, batch_idx, trainer.global_rank)
-        torch.manual_seed(value)  # also seeds every CUDA device
+        # torch.manual_seed would also queue a lazy seeding call for every device backend (CUDA, XPU,
+        # MTIA), each formatting a stack trace: ~3 ms per step on CPU, 3% of a small model's step.
+        torch.default_generator.manual_seed(value)
+        if torch.cuda.is_initialized():
+            torch.cuda.manual_seed_all(value)
         np.random.seed(value % (2**32))
         random.seed(value)
