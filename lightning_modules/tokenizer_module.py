@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, Metric
 
+from lightning_modules.optim import fused_available
 from nbp.commands.eval_recon import frame_ssim
 from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
@@ -76,12 +77,14 @@ class TokenizerModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self):
-        betas = tuple(self.hparams.betas)
-        gen = torch.optim.Adam(self.tokenizer.parameters(), lr=self.hparams.lr, betas=betas)
+        gen = self._adam(self.tokenizer, self.hparams.lr)
         if self.discriminator is None:
             return gen
-        disc = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.disc_lr or self.hparams.lr, betas=betas)
-        return [gen, disc]
+        return [gen, self._adam(self.discriminator, self.hparams.disc_lr or self.hparams.lr)]
+
+    def _adam(self, module: torch.nn.Module, lr: float) -> torch.optim.Adam:
+        params = list(module.parameters())
+        return torch.optim.Adam(params, lr=lr, betas=tuple(self.hparams.betas), fused=fused_available(params) or None)
 
     def _optimizers(self):
         opts = self.optimizers()

@@ -1,3 +1,4 @@
+import copy
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import yaml
 from torch import nn
 
 from lightning_modules.nbp_module import NBPModule
-from lightning_modules.optim import build_adamw, split_decay_parameters, warmup_cosine
+from lightning_modules.optim import build_adamw, fused_available, split_decay_parameters, warmup_cosine
 from lightning_modules.token_data import TokenDataModule
 from nbp.config import NBPConfig
 from nbp.errors import UserError
@@ -67,6 +68,27 @@ def test_weight_decay_only_on_linear_weights():
     opt = build_adamw(model, lr=1e-3, weight_decay=0.1)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
     assert opt.defaults["betas"] == (0.9, 0.95)
+
+
+def test_fused_adamw_on_cpu_matches_the_reference_update():
+    assert fused_available([torch.zeros(2)]) and not fused_available([])
+    assert not fused_available([torch.zeros(2, dtype=torch.long)])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    reference = copy.deepcopy(model)
+    fused = build_adamw(model, lr=1e-2, weight_decay=0.1)
+    assert fused.defaults["fused"]
+    plain = torch.optim.AdamW([{"params": [reference[0].weight, reference[2].weight], "weight_decay": 0.1},
+                               {"params": [reference[0].bias, *reference[1].parameters(), reference[2].bias],
+                                "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    for _ in range(3):
+        x = torch.randn(16, 4)
+        for net, opt in ((model, fused), (reference, plain)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for got, want in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, want)
 
 
 def test_tied_head_weight_is_not_decayed():
