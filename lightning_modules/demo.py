@@ -69,7 +69,8 @@ def prediction_videos_per_class(minutes: float) -> int:
 
 
 def dataset_config(root: Path, split: str) -> DatasetConfig:
-    return DatasetConfig(kind="synthetic", root=str(root), split=split, frames=FRAMES, fps=FPS, size=SIZE)
+    return DatasetConfig(kind="synthetic", root=str(root), split=split, frames=FRAMES, fps=FPS, size=SIZE,
+                         cache=True)
 
 
 def choose_threads(requested: int) -> int:

@@ -154,3 +154,33 @@ def read_clip(
         raise VideoReadError(f"{path}: {err}") from err.__cause__
     clip = torch.from_numpy(decoded[inverse])
     return resize_frames(clip, size, resize).numpy()
+
+
+def read_all_frames(path, size: int, resize: str = "crop") -> tuple[np.ndarray, float]:
+    """Every frame of a file, resized: (uint8 numpy (N, size, size, C), the file's frame rate).
+
+    What a dataset caches to cut many clips from one decode (see `clip_from_frames`); raises
+    VideoReadError (naming the file) like `read_clip`.
+    """
+    _check_settings(1, None, size, "start", resize)
+    try:
+        reader = open_video(path)
+        num_frames, source_fps = len(reader), float(reader.get_avg_fps())
+        if num_frames < 1 or not math.isfinite(source_fps) or source_fps <= 0:
+            raise VideoReadError(f"no usable frames ({num_frames} frames, {source_fps} fps)")
+        try:
+            decoded = reader.get_batch(list(range(num_frames))).asnumpy()
+        except Exception as err:  # truncated or corrupt stream
+            raise VideoReadError(f"cannot decode frames 0..{num_frames - 1}: {_first_line(err)}") from err
+        if decoded.ndim != 4 or decoded.shape[-1] != 3:
+            raise VideoReadError(f"decoder returned shape {decoded.shape} for {num_frames} frames")
+    except VideoReadError as err:
+        raise VideoReadError(f"{path}: {err}") from err.__cause__
+    return resize_frames(torch.from_numpy(decoded), size, resize).numpy(), source_fps
+
+
+def clip_from_frames(all_frames: np.ndarray, source_fps: float, frames: int, fps: float | None,
+                     position: str = "center", rng: np.random.Generator | None = None) -> np.ndarray:
+    """The clip `read_clip` would give, cut from a file's decoded frames (`read_all_frames`)."""
+    indices = clip_indices(len(all_frames), source_fps, frames, fps, position, rng)
+    return all_frames[indices]

@@ -28,6 +28,8 @@ class DatasetConfig:
     resize: "crop" (shorter side to size, centre crop) or "squash" (straight to size).
     csv: Kinetics annotation CSV (youtube_id, time_start, time_end, label), optional.
     videos_per_class, seed: synthetic rendered on the fly only (no root).
+    cache: decode each file once and keep all its frames in RAM (size x size x 3 bytes per
+      frame, per DataLoader worker); for small datasets only.
     """
 
     kind: str = "synthetic"
@@ -42,6 +44,7 @@ class DatasetConfig:
     csv: str | None = None
     videos_per_class: int | None = None
     seed: int = 0
+    cache: bool = False
 
     def __post_init__(self):
         _one_of("kind", self.kind, KINDS)
@@ -81,7 +84,7 @@ def build_dataset(cfg: DatasetConfig) -> Dataset:
     from nbp.data.datasets import Kinetics600Dataset, UCF101Dataset, VideoFolderDataset
     from nbp.data.synthetic import SyntheticVideoDataset
 
-    clip = dict(frames=cfg.frames, fps=cfg.fps, size=cfg.size, clip=cfg.clip, resize=cfg.resize)
+    clip = dict(frames=cfg.frames, fps=cfg.fps, size=cfg.size, clip=cfg.clip, resize=cfg.resize, cache=cfg.cache)
     if cfg.kind == "ucf101":
         return UCF101Dataset(cfg.root, split=cfg.split, fold=cfg.fold, **clip)
     if cfg.kind == "k600":

@@ -83,12 +83,13 @@ def _add_bad_files(folder, synthetic_root):
     return {str(garbage), str(truncated), str(short)}
 
 
-def test_bad_files_are_skipped_counted_and_reported_once(tmp_path, synthetic_root):
+@pytest.mark.parametrize("cache", [False, True])
+def test_bad_files_are_skipped_counted_and_reported_once(tmp_path, synthetic_root, cache):
     root = _small_folder(tmp_path / "videos", synthetic_root)
     bad = _add_bad_files(root / CLASS_NAMES[1], synthetic_root)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = VideoFolderDataset(root, **SMALL)
+        ds = VideoFolderDataset(root, **SMALL, cache=cache)
         for _ in range(2):  # two epochs: each bad file is reported only the first time
             items = [ds[i] for i in range(len(ds))]
     assert len(ds) == 7 and ds.skipped == 3 and ds.skipped_paths == bad
@@ -96,6 +97,24 @@ def test_bad_files_are_skipped_counted_and_reported_once(tmp_path, synthetic_roo
     assert len(reported) == 3 and all(any(p in msg for msg in reported) for p in bad)
     assert all(item["path"] not in bad and item["video"].shape == (3, 17, 32, 32) for item in items)
     assert ds.class_names == sorted([CLASS_NAMES[0], CLASS_NAMES[1]])
+
+
+@pytest.mark.parametrize("settings", [dict(frames=17, fps=8, size=32, clip="center"),
+                                      dict(frames=5, fps=4, size=16, clip="random"),
+                                      dict(frames=9, fps=None, size=24, clip="start", resize="squash")])
+def test_cached_dataset_gives_the_clips_of_the_uncached_one(synthetic_root, settings):
+    """Cutting clips from the cached, resized frames equals decoding each clip from the file."""
+    plain = UCF101Dataset(synthetic_root, split="train", **settings)
+    cached = build_dataset(DatasetConfig(kind="ucf101", root=str(synthetic_root), split="train", cache=True,
+                                         **settings))
+    for epoch in range(2):  # the second epoch is served from the cache
+        for index in range(0, len(plain), 4):
+            torch.manual_seed(epoch * 100 + index)
+            want = plain[index]
+            torch.manual_seed(epoch * 100 + index)
+            got = cached[index]
+            assert torch.equal(got["video"], want["video"]) and got["label"] == want["label"]
+    assert len(cached.cache) == len(range(0, len(plain), 4))
 
 
 def test_dataloader_with_two_workers_runs_a_whole_epoch(synthetic_root, tmp_path):
