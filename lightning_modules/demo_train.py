@@ -12,14 +12,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
 import yaml
 from lightning.pytorch import Callback
 
-from lightning_modules.cli import NBPLightningCLI
+from lightning_modules.cli import NBPLightningCLI, quiet_known_warnings
 from nbp.errors import UserError
 from nbp.files import write_bytes_atomic
 
@@ -90,7 +89,7 @@ def write_config(config: dict, path: Path) -> Path:
 
 def build(config_path: Path, budget_seconds: float):
     """(trainer, model, datamodule) from a config file, exactly as `nbp train fit --config` would."""
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    quiet_known_warnings()
     cli = NBPLightningCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         args=["--config", str(config_path)], run=False, save_config_kwargs={"overwrite": True},
