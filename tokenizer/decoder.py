@@ -33,6 +33,7 @@ class Decoder(nn.Module):
         self.norm_out = FrameGroupNorm(groups, ch)
         self.patch = config.patch_size
         self.conv_out = CausalConv3d(ch, config.in_channels * self.patch**2)
+        self.tanh_output = config.tanh_output
 
     @property
     def last_layer_weight(self) -> torch.Tensor:
@@ -42,6 +43,8 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.mid(self.conv_in(z)))
         out = self.conv_out(F.silu(self.norm_out(h)))
+        if self.tanh_output:
+            out = torch.tanh(out)
         if self.patch > 1:
             out = rearrange(out, "b (c p q) t h w -> b c t (h p) (w q)", p=self.patch, q=self.patch)
         return out

@@ -52,6 +52,18 @@ def test_patch_folding_keeps_shapes():
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("tanh_output", [False, True])
+def test_tanh_output_bounds_the_raw_reconstruction(tanh_output):
+    tok = VideoTokenizer(tiny_config(tanh_output=tanh_output)).eval()
+    tok.decoder.conv_out.conv.weight.mul_(50)  # a decoder far outside the pixel range
+    raw = tok(random_video(1, 5, 16, 16)).video
+    if tanh_output:
+        assert raw.abs().max() <= 1
+    else:
+        assert raw.abs().max() > 1
+
+
+@torch.no_grad()
 def test_encoder_is_causal_in_time():
     tok = VideoTokenizer(tiny_config()).eval()
     video = random_video(1, 17, 16, 16)
@@ -133,6 +145,7 @@ def test_bad_inputs_are_user_errors():
     ("patch_size", 8, "at most"),
     ("norm_groups", 3, "must divide"),
     ("fsq_levels", (8, 1), ">= 2"),
+    ("tanh_output", "yes", "true or false"),
 ])
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(UserError, match=message) as err:

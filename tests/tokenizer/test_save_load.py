@@ -23,6 +23,18 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary left behind
 
 
+def test_file_from_before_tanh_output_loads_with_a_linear_output(tmp_path):
+    """Files written before the tanh_output field existed keep working, as the linear decoder they were."""
+    path = tmp_path / "old.pt"
+    tok = VideoTokenizer(tiny_config())
+    tok.save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["tanh_output"]
+    torch.save(payload, path)
+    loaded = VideoTokenizer.load(path)
+    assert loaded.config.tanh_output is False and loaded.config == tok.config
+
+
 def test_config_mismatch_names_the_fields(tmp_path):
     path = tmp_path / "tok.pt"
     VideoTokenizer(tiny_config()).save(path)
