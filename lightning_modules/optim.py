@@ -48,7 +48,8 @@ def build_adamw(model: nn.Module, lr: float, weight_decay: float,
     decay, no_decay = split_decay_parameters(model)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused_available(decay + no_decay) or None)
+    fused = fused_available(decay + no_decay) or None  # None: torch picks foreach
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

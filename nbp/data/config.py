@@ -29,7 +29,8 @@ class DatasetConfig:
     csv: Kinetics annotation CSV (youtube_id, time_start, time_end, label), optional.
     videos_per_class, seed: synthetic rendered on the fly only (no root).
     cache: decode each file once and keep all its frames in RAM (size x size x 3 bytes per
-      frame, per DataLoader worker); for small datasets only.
+      frame, per DataLoader worker); for small datasets only. Synthetic videos rendered on
+      the fly have nothing to decode and ignore it.
     """
 
     kind: str = "synthetic"
