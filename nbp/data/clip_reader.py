@@ -121,6 +121,30 @@ def _first_line(err: Exception) -> str:
     return re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", text[0])[:200]
 
 
+def _decode(path, pick) -> tuple[np.ndarray, float]:
+    """Decode the frames `pick(num_frames, source_fps)` names: (uint8 (T, H, W, C) in that order, the file's fps).
+
+    Raises VideoReadError naming the file when it is unreadable, corrupt or too short.
+    """
+    try:
+        reader = open_video(path)
+        num_frames, source_fps = len(reader), float(reader.get_avg_fps())
+        if num_frames < 1 or not math.isfinite(source_fps) or source_fps <= 0:
+            raise VideoReadError(f"no usable frames ({num_frames} frames, {source_fps} fps)")
+        indices = pick(num_frames, source_fps)
+        # Upsampling repeats indices; decode each distinct frame once.
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            decoded = reader.get_batch(unique.tolist()).asnumpy()
+        except Exception as err:  # truncated or corrupt stream
+            raise VideoReadError(f"cannot decode frames {unique[0]}..{unique[-1]}: {_first_line(err)}") from err
+        if decoded.shape[0] != len(unique) or decoded.ndim != 4 or decoded.shape[-1] != 3:
+            raise VideoReadError(f"decoder returned shape {decoded.shape} for {len(unique)} frames")
+    except VideoReadError as err:
+        raise VideoReadError(f"{path}: {err}") from err.__cause__
+    return decoded[inverse], source_fps
+
+
 def read_clip(
     path,
     frames: int,
@@ -136,24 +160,9 @@ def read_clip(
     too short for the clip.
     """
     _check_settings(frames, fps, size, position, resize)
-    try:
-        reader = open_video(path)
-        num_frames, source_fps = len(reader), float(reader.get_avg_fps())
-        if num_frames < 1 or not math.isfinite(source_fps) or source_fps <= 0:
-            raise VideoReadError(f"no usable frames ({num_frames} frames, {source_fps} fps)")
-        indices = clip_indices(num_frames, source_fps, frames, fps, position, rng)
-        # Upsampling repeats indices; decode each distinct frame once.
-        unique, inverse = np.unique(indices, return_inverse=True)
-        try:
-            decoded = reader.get_batch(unique.tolist()).asnumpy()
-        except Exception as err:  # truncated or corrupt stream
-            raise VideoReadError(f"cannot decode frames {unique[0]}..{unique[-1]}: {_first_line(err)}") from err
-        if decoded.shape[0] != len(unique) or decoded.ndim != 4 or decoded.shape[-1] != 3:
-            raise VideoReadError(f"decoder returned shape {decoded.shape} for {len(unique)} frames")
-    except VideoReadError as err:
-        raise VideoReadError(f"{path}: {err}") from err.__cause__
-    clip = torch.from_numpy(decoded[inverse])
-    return resize_frames(clip, size, resize).numpy()
+    clip, _ = _decode(path, lambda num_frames, source_fps: clip_indices(num_frames, source_fps, frames, fps,
+                                                                        position, rng))
+    return resize_frames(torch.from_numpy(clip), size, resize).numpy()
 
 
 def read_all_frames(path, size: int, resize: str = "crop") -> tuple[np.ndarray, float]:
@@ -163,20 +172,8 @@ def read_all_frames(path, size: int, resize: str = "crop") -> tuple[np.ndarray, 
     VideoReadError (naming the file) like `read_clip`.
     """
     _check_settings(1, None, size, "start", resize)
-    try:
-        reader = open_video(path)
-        num_frames, source_fps = len(reader), float(reader.get_avg_fps())
-        if num_frames < 1 or not math.isfinite(source_fps) or source_fps <= 0:
-            raise VideoReadError(f"no usable frames ({num_frames} frames, {source_fps} fps)")
-        try:
-            decoded = reader.get_batch(list(range(num_frames))).asnumpy()
-        except Exception as err:  # truncated or corrupt stream
-            raise VideoReadError(f"cannot decode frames 0..{num_frames - 1}: {_first_line(err)}") from err
-        if decoded.ndim != 4 or decoded.shape[-1] != 3:
-            raise VideoReadError(f"decoder returned shape {decoded.shape} for {num_frames} frames")
-    except VideoReadError as err:
-        raise VideoReadError(f"{path}: {err}") from err.__cause__
-    return resize_frames(torch.from_numpy(decoded), size, resize).numpy(), source_fps
+    every, source_fps = _decode(path, lambda num_frames, source_fps: np.arange(num_frames))
+    return resize_frames(torch.from_numpy(every), size, resize).numpy(), source_fps
 
 
 def clip_from_frames(all_frames: np.ndarray, source_fps: float, frames: int, fps: float | None,
