@@ -41,6 +41,12 @@ class TokenizerConfig:
     # steps; 10-minute synthetic clips: SSIM 0.85 -> 0.97). Off in the paper presets, whose MAGVIT-v2
     # decoder ends linearly; files without this field load with it off.
     tanh_output: bool = False
+    # Residual blocks and the pixel-facing first/last convs see one frame at a time (1x3x3 kernels);
+    # time is then mixed only by the strided downsampling convs, the decoder's first conv and the
+    # depth-to-space upsampling. On the synthetic clips this learned far faster per CPU second
+    # (300-s runs, same seed: 28.8 dB against 25.5 with 3x3x3 everywhere) and with fewer weights.
+    # Off in the paper presets (MAGVIT-v2 is 3D throughout); files without the field load with it off.
+    per_frame_convs: bool = False
     quantizer: str = "fsq"
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     lfq_bits: int = 16  # LFQ codebook = 2 ** lfq_bits, latent dim = lfq_bits
@@ -76,8 +82,9 @@ class TokenizerConfig:
             if (self.base_channels * mult) % self.norm_groups:
                 raise UserError(f"TokenizerConfig.norm_groups={self.norm_groups} must divide every stage width "
                                 f"(base_channels * channel_mults = {[self.base_channels * m for m in self.channel_mults]})")
-        if not isinstance(self.tanh_output, bool):
-            raise UserError(f"TokenizerConfig.tanh_output={self.tanh_output!r} is invalid; it must be true or false")
+        for name in ("tanh_output", "per_frame_convs"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"TokenizerConfig.{name}={getattr(self, name)!r} is invalid; it must be true or false")
         if self.quantizer not in QUANTIZERS:
             raise UserError(f"TokenizerConfig.quantizer={self.quantizer!r} is invalid; valid: {', '.join(QUANTIZERS)}")
         if not self.fsq_levels or any(level < 2 for level in self.fsq_levels):
@@ -94,6 +101,11 @@ class TokenizerConfig:
     def spatial_steps(self) -> int:
         """Spatial halvings done by strided convs (the patch folding does the rest)."""
         return int(math.log2(self.spatial_downsample // self.patch_size))
+
+    @property
+    def res_time_kernel(self) -> int:
+        """Time extent of the residual blocks' and pixel-facing convs' kernels."""
+        return 1 if self.per_frame_convs else 3
 
     @property
     def latent_dim(self) -> int:
@@ -143,8 +155,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # One width (24) at every stage: wider late stages cost more per step than they gave back per step
     # (10-CPU-minute budget; 1,1,1 reached 23.8 dB where 1,2,4 reached 19.3 dB in the same 300 s, both at LR 2e-3).
     "synthetic": dict(base_channels=24, channel_mults=(1, 1, 1), num_res_blocks=1, norm_groups=8,
-                      temporal_downsample=4, spatial_downsample=4, patch_size=2, tanh_output=True, quantizer="fsq",
-                      fsq_levels=(8, 5, 5, 5)),
+                      temporal_downsample=4, spatial_downsample=4, patch_size=2, tanh_output=True,
+                      per_frame_convs=True, quantizer="fsq", fsq_levels=(8, 5, 5, 5)),
     # The paper's setting: 17x128x128 -> 5x16x16 = 1280 tokens, FSQ 64k codes (GPU sized).
     "ucf101": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
                    temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),

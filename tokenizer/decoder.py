@@ -19,12 +19,15 @@ class Decoder(nn.Module):
         groups = config.norm_groups
         kinds = transition_kinds(config)
         ch = widths[-1]
+        tk = config.res_time_kernel
+        # Always 3 frames wide: with per-frame residual blocks this conv (with the upsampling) is
+        # where the decoder mixes time.
         self.conv_in = CausalConv3d(config.latent_dim, ch)
-        self.mid = nn.Sequential(*[ResBlock3d(ch, ch, groups) for _ in range(config.num_res_blocks)])
+        self.mid = nn.Sequential(*[ResBlock3d(ch, ch, groups, tk) for _ in range(config.num_res_blocks)])
         stages: list[nn.Module] = []
         for i in reversed(range(len(widths))):
             for _ in range(config.num_res_blocks):
-                stages.append(ResBlock3d(ch, widths[i], groups))
+                stages.append(ResBlock3d(ch, widths[i], groups, tk))
                 ch = widths[i]
             if i > 0:
                 stages.append(Upsample(ch, widths[i - 1], *kinds[i - 1]))
@@ -32,7 +35,7 @@ class Decoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.norm_out = FrameGroupNorm(groups, ch)
         self.patch = config.patch_size
-        self.conv_out = CausalConv3d(ch, config.in_channels * self.patch**2)
+        self.conv_out = CausalConv3d(ch, config.in_channels * self.patch**2, time_kernel=tk)
         self.tanh_output = config.tanh_output
 
     @property

@@ -27,18 +27,19 @@ class Encoder(nn.Module):
         widths = [config.base_channels * m for m in config.channel_mults]
         groups = config.norm_groups
         self.patch = config.patch_size
-        self.conv_in = CausalConv3d(config.in_channels * self.patch**2, widths[0])
+        tk = config.res_time_kernel
+        self.conv_in = CausalConv3d(config.in_channels * self.patch**2, widths[0], time_kernel=tk)
         stages: list[nn.Module] = []
         kinds = transition_kinds(config)
         ch = widths[0]
         for i, width in enumerate(widths):
             for _ in range(config.num_res_blocks):
-                stages.append(ResBlock3d(ch, width, groups))
+                stages.append(ResBlock3d(ch, width, groups, tk))
                 ch = width
             if i < len(kinds):
                 stages.append(Downsample(ch, *kinds[i]))
         self.stages = nn.Sequential(*stages)
-        self.mid = nn.Sequential(*[ResBlock3d(ch, ch, groups) for _ in range(config.num_res_blocks)])
+        self.mid = nn.Sequential(*[ResBlock3d(ch, ch, groups, tk) for _ in range(config.num_res_blocks)])
         self.norm_out = FrameGroupNorm(groups, ch)
         self.conv_out = nn.Conv3d(ch, config.latent_dim, 1)
 

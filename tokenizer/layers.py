@@ -15,12 +15,18 @@ from torch import nn
 
 
 class CausalConv3d(nn.Module):
-    """3D conv that pads time only at the front (replicating the first frame) and space symmetrically."""
+    """3D conv that pads time only at the front (replicating the first frame) and space symmetrically.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1)):
+    `time_kernel=1` makes it a per-frame 2D conv (a 1 x k x k kernel), which is causal trivially.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1),
+                 time_kernel: int | None = None):
         super().__init__()
-        self.time_pad = kernel - 1
-        self.conv = nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
+        time_kernel = kernel if time_kernel is None else time_kernel
+        self.time_pad = time_kernel - 1
+        self.conv = nn.Conv3d(in_ch, out_ch, (time_kernel, kernel, kernel), stride=stride,
+                              padding=(0, kernel // 2, kernel // 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.time_pad:
@@ -38,14 +44,17 @@ class FrameGroupNorm(nn.GroupNorm):
 
 
 class ResBlock3d(nn.Module):
-    """norm -> SiLU -> causal conv, twice, plus a (projected) skip connection."""
+    """norm -> SiLU -> causal conv, twice, plus a (projected) skip connection.
 
-    def __init__(self, in_ch: int, out_ch: int, groups: int):
+    `time_kernel=1` makes both convs per-frame (see TokenizerConfig.per_frame_convs).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int, time_kernel: int = 3):
         super().__init__()
         self.norm1 = FrameGroupNorm(groups, in_ch)
-        self.conv1 = CausalConv3d(in_ch, out_ch)
+        self.conv1 = CausalConv3d(in_ch, out_ch, time_kernel=time_kernel)
         self.norm2 = FrameGroupNorm(groups, out_ch)
-        self.conv2 = CausalConv3d(out_ch, out_ch)
+        self.conv2 = CausalConv3d(out_ch, out_ch, time_kernel=time_kernel)
         self.skip = nn.Conv3d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         # Each block starts as its skip path (the residual branch outputs zero), so a deep stack
         # starts as a shallow, well-conditioned one (the usual choice for residual nets; on the

@@ -16,8 +16,9 @@ def random_video(b, t, h, w):
 
 @pytest.mark.parametrize("frames", [1, 5, 9, 17])
 @pytest.mark.parametrize("size", [(16, 16), (8, 24)])
-def test_encode_decode_shapes(frames, size):
-    tok = VideoTokenizer(tiny_config()).eval()
+@pytest.mark.parametrize("per_frame_convs", [False, True])
+def test_encode_decode_shapes(frames, size, per_frame_convs):
+    tok = VideoTokenizer(tiny_config(per_frame_convs=per_frame_convs)).eval()
     h, w = size
     ids = tok.encode(random_video(2, frames, h, w))
     assert ids.dtype == torch.int64
@@ -63,9 +64,21 @@ def test_tanh_output_bounds_the_raw_reconstruction(tanh_output):
         assert raw.abs().max() > 1
 
 
+def test_per_frame_convs_mix_time_only_in_resampling_and_the_decoder_input():
+    tok = VideoTokenizer(tiny_config(per_frame_convs=True))
+    time_extent = {name: module.kernel_size[0] for name, module in tok.named_modules()
+                   if isinstance(module, torch.nn.Conv3d)}
+    temporal = sorted(name for name, extent in time_extent.items() if extent > 1)
+    downsampling = sorted(name for name, m in tok.named_modules() if isinstance(m, torch.nn.Conv3d) and m.stride[0] == 2)
+    assert downsampling and temporal == sorted(downsampling + ["decoder.conv_in.conv"])
+    full_3d = VideoTokenizer(tiny_config())
+    assert sum(p.numel() for p in tok.parameters()) < sum(p.numel() for p in full_3d.parameters())
+
+
 @torch.no_grad()
-def test_encoder_is_causal_in_time():
-    tok = VideoTokenizer(tiny_config()).eval()
+@pytest.mark.parametrize("per_frame_convs", [False, True])
+def test_encoder_is_causal_in_time(per_frame_convs):
+    tok = VideoTokenizer(tiny_config(per_frame_convs=per_frame_convs)).eval()
     video = random_video(1, 17, 16, 16)
     latents = tok.encoder(video)
     changed = video.clone()
@@ -87,8 +100,9 @@ def test_prefix_clips_encode_like_the_full_clip():
 
 
 @torch.no_grad()
-def test_decoder_is_causal_in_time():
-    tok = VideoTokenizer(tiny_config()).eval()
+@pytest.mark.parametrize("per_frame_convs", [False, True])
+def test_decoder_is_causal_in_time(per_frame_convs):
+    tok = VideoTokenizer(tiny_config(per_frame_convs=per_frame_convs)).eval()
     ids = tok.encode(random_video(1, 17, 16, 16))
     full = tok.decode(ids)
     prefix = tok.decode(ids[:, :2])  # latent frames 0, 1 -> pixel frames 0..4
@@ -146,6 +160,7 @@ def test_bad_inputs_are_user_errors():
     ("norm_groups", 3, "must divide"),
     ("fsq_levels", (8, 1), ">= 2"),
     ("tanh_output", "yes", "true or false"),
+    ("per_frame_convs", 1, "true or false"),
 ])
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(UserError, match=message) as err:

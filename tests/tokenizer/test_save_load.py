@@ -23,16 +23,17 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary left behind
 
 
-def test_file_from_before_tanh_output_loads_with_a_linear_output(tmp_path):
-    """Files written before the tanh_output field existed keep working, as the linear decoder they were."""
+def test_file_from_before_tanh_output_and_per_frame_convs_loads_as_it_was(tmp_path):
+    """Files written before these fields existed keep working, as the linear, fully 3D model they were."""
     path = tmp_path / "old.pt"
     tok = VideoTokenizer(tiny_config())
     tok.save(path)
     payload = torch.load(path, weights_only=True)
-    del payload["config"]["tanh_output"]
+    del payload["config"]["tanh_output"], payload["config"]["per_frame_convs"]
     torch.save(payload, path)
     loaded = VideoTokenizer.load(path)
-    assert loaded.config.tanh_output is False and loaded.config == tok.config
+    assert loaded.config.tanh_output is False and loaded.config.per_frame_convs is False
+    assert loaded.config == tok.config
 
 
 def test_config_mismatch_names_the_fields(tmp_path):
