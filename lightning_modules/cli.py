@@ -43,13 +43,15 @@ class NBPLightningCLI(LightningCLI):
 
 
 def quiet_known_warnings() -> None:
-    """Silence two Lightning warnings that do not apply to how we train."""
+    """Silence Lightning warnings that do not apply to how we train or that no user can act on."""
     # `nbp train ...` hands us the arguments after "train" on purpose; Lightning warns when sys.argv differs.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     # The tokenizer's manual optimization: a checkpoint taken after step N should hold the weights after
     # step N, next to the data position after batch N; that is what exact resume restores (a dozen-line
     # code example per run otherwise).
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    # Lightning's own pytree helper calls a torch API that newer torch deprecates (printed once per run).
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def main(argv: list[str], prog: str = "nbp train") -> int:
