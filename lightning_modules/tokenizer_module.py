@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, Metric
 
+from lightning_modules.log_cadence import writes_step_metrics
 from lightning_modules.optim import fused_available
 from nbp.commands.eval_recon import frame_ssim
 from nbp.errors import UserError
@@ -125,6 +126,7 @@ class TokenizerModule(L.LightningModule):
         video = to_model(batch["video"])
         gen_opt, disc_opt = self._optimizers()
         disc_on = self.discriminator_on  # decided once, before the counter moves
+        log_now = writes_step_metrics(self._trainer, int(self.generator_steps))
 
         self._warmup(gen_opt)
         total, logs, recon = self.generator_loss(video)
@@ -143,8 +145,9 @@ class TokenizerModule(L.LightningModule):
             self._clip(disc_opt)
             disc_opt.step()
             logs["disc"] = d_loss
-        self.log_dict({f"train/{k}": v.detach().float() for k, v in logs.items()}, prog_bar=False)
-        self.log("train/loss_gen", total.detach(), prog_bar=True)
+        if log_now:
+            self.log_dict({f"train/{k}": v.detach().float() for k, v in logs.items()}, prog_bar=False)
+            self.log("train/loss_gen", total.detach(), prog_bar=True)
         return {"loss": total.detach()}
 
     def _clip(self, optimizer) -> None:
