@@ -96,7 +96,7 @@ class Budget:
     minutes: float
     # Measured at 15 minutes: the untimed work (writing and encoding videos, evaluation, start-up
     # of four Trainers) takes about a tenth of the budget. The tokenizer with per-frame convs reaches
-    # ~30 dB in a third of the budget, so the transformers, whose samples are what a person judges,
+    # 29 dB in a third of the budget (324 s), so the transformers, whose samples are what a person judges,
     # get the rest.
     tokenizer_share: float = 0.36
     model_share: float = 0.15  # each of the three transformers (NBP, its NTP twin, frame prediction)
