@@ -35,9 +35,16 @@ def run_demo(out: Path) -> tuple[subprocess.CompletedProcess, float]:
     return proc, time.perf_counter() - started
 
 
+def _default_sigint() -> None:
+    # A background job (`cmd &` in a script, nohup) starts with SIGINT ignored, the child inherits
+    # that, and Python then installs no KeyboardInterrupt handler: give the demo a terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_demo_until(out: Path, line: str) -> subprocess.CompletedProcess:
     """Run the demo and press Ctrl-C (SIGINT) as soon as `line` appears on its stderr."""
-    proc = subprocess.Popen(demo_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(demo_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     seen = []
     for text in proc.stderr:
         seen.append(text)
