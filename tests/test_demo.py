@@ -95,12 +95,19 @@ def test_summary_has_sane_numbers(demo_runs):
     assert -1.0 <= tok["ssim"] <= 1.0
     assert 0.0 < tok["code_usage"] <= 1.0
     for name in ("nbp", "ntp"):
-        assert 0.0 < summary[name]["val_bits_per_token"] < 20.0  # log2(1000 codes) ~ 10 bits at chance
+        assert 0.0 < summary[name]["val_bits_per_token"] < 20.0  # log2(200 codes) ~ 7.6 bits at chance
         assert summary[name]["sampling_seconds"] > 0
     # 5x8x8 grid, rows of 8: the hybrid first block token by token (8), then 39 blocks; NTP: one step per token.
     assert summary["nbp"]["sampling_steps"] == 8 + 39
     assert summary["ntp"]["sampling_steps"] == 5 * 8 * 8
     assert summary["speedup"] == pytest.approx(summary["ntp"]["sampling_seconds"] / summary["nbp"]["sampling_seconds"])
+    # The demo's 200-code tokenizer, and transformers whose vocabulary came from its token cache.
+    from nbp.sampling import load_model
+    from tokenizer import VideoTokenizer
+
+    assert VideoTokenizer.load(summary["outputs"]["tokenizer"]).vocab_size == 200
+    for name in ("nbp_model", "ntp_model", "frames_model"):
+        assert load_model(summary["outputs"][name], "cpu").config.vocab_size == 200
     pred = summary["frame_prediction"]
     assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
     assert set(summary["stages"]) == set(ALL_STAGES)
