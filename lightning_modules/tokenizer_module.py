@@ -23,8 +23,8 @@ from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
 from tokenizer import TokenizerConfig, VideoTokenizer
 from tokenizer.discriminator import PatchDiscriminator3d
-from tokenizer.losses import (LossConfig, adaptive_weight, generator_adversarial_loss, hinge_discriminator_loss,
-                              reconstruction_losses)
+from tokenizer.losses import (LossConfig, adaptive_weight, anchor_loss, generator_adversarial_loss,
+                              hinge_discriminator_loss, reconstruction_losses)
 from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
 
 
@@ -65,6 +65,10 @@ class TokenizerModule(L.LightningModule):
         self.tokenizer = VideoTokenizer(self.config)
         self.discriminator = (PatchDiscriminator3d(self.config.in_channels, loss.disc_channels, loss.disc_layers)
                               if loss.uses_discriminator else None)
+        # The colour anchor's readout is part of the loss, not of the tokenizer: it is trained with
+        # the generator but never exported.
+        self.anchor_readout = (torch.nn.Conv3d(self.config.latent_dim, self.config.in_channels, 1)
+                               if loss.anchor_weight > 0 else None)
         self.perceptual = None
         if loss.perceptual_weight > 0:
             from tokenizer.perceptual import PerceptualLoss
@@ -78,7 +82,8 @@ class TokenizerModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self):
-        gen = self._adam(self.tokenizer, self.hparams.lr)
+        generator = torch.nn.ModuleList([self.tokenizer] + ([self.anchor_readout] if self.anchor_readout else []))
+        gen = self._adam(generator, self.hparams.lr)
         if self.discriminator is None:
             return gen
         return [gen, self._adam(self.discriminator, self.hparams.disc_lr or self.hparams.lr)]
@@ -114,6 +119,11 @@ class TokenizerModule(L.LightningModule):
             logs["perceptual"] = perceptual
         total = rec + cfg.quantizer_weight * out.quantized.aux_loss
         logs["quantizer"] = out.quantized.aux_loss
+        if self.anchor_readout is not None:
+            anchor = anchor_loss(self.anchor_readout(out.quantized.codes), video, self.config.temporal_downsample,
+                                 self.config.spatial_downsample)
+            total = total + cfg.anchor_weight * anchor
+            logs["anchor"] = anchor
         if self.discriminator_on:
             adv = generator_adversarial_loss(self.discriminator(recon))
             weight = adaptive_weight(rec, adv, self.tokenizer.decoder.last_layer_weight, cfg.adaptive_weight_max)

@@ -1,5 +1,6 @@
 """Tokenizer training losses: L1 + L2 reconstruction, quantizer auxiliary loss, optional perceptual
-loss, and the hinge GAN losses with the adaptive generator weight from the VQGAN line of work.
+loss, optional colour anchor, and the hinge GAN losses with the adaptive generator weight from the
+VQGAN line of work.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ class LossConfig:
     # Perceptual loss: only with a user-supplied VGG16 weight file (nothing is downloaded).
     perceptual_weight: float = 0.0
     perceptual_weights: str | None = None
+    # Colour anchor: a linear readout of every token's code must give the mean colour of the pixels
+    # that token covers (see `patch_means`). It makes each code carry its own patch's colour instead
+    # of spreading it over neighbouring codes, which is what lets a small transformer keep an
+    # object's colour from one latent frame to the next. Costs some PSNR; 0 switches it off.
+    anchor_weight: float = 0.0
     # Adversarial loss: off until `disc_start` generator steps, then scaled by the adaptive weight.
     disc_weight: float = 0.1
     disc_start: int = 10_000
@@ -29,7 +35,8 @@ class LossConfig:
     adaptive_weight_max: float = 1e4
 
     def __post_init__(self) -> None:
-        for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "disc_weight"):
+        for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "anchor_weight",
+                     "disc_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"LossConfig.{name}={getattr(self, name)} is invalid; weights must be >= 0")
         if self.l1_weight == 0 and self.l2_weight == 0 and self.perceptual_weight == 0:
@@ -50,6 +57,24 @@ def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> tuple[to
     """(L1, L2) means over all pixels, computed in float32."""
     diff = recon.float() - target.float()
     return diff.abs().mean(), diff.pow(2).mean()
+
+
+def patch_means(video: torch.Tensor, time_factor: int, space_factor: int) -> torch.Tensor:
+    """Mean colour of the pixels behind every token: (B, C, T, H, W) -> (B, C, T', H', W').
+
+    Follows the causal tokenizer's grid: the first latent frame covers frame 0 alone, every
+    later one the next `time_factor` frames; each token covers a space_factor^2 pixel square.
+    """
+    first = F.avg_pool3d(video[:, :, :1].float(), (1, space_factor, space_factor))
+    rest = video[:, :, 1:].float()
+    if rest.shape[2] == 0:
+        return first
+    return torch.cat([first, F.avg_pool3d(rest, (time_factor, space_factor, space_factor))], dim=2)
+
+
+def anchor_loss(readout: torch.Tensor, video: torch.Tensor, time_factor: int, space_factor: int) -> torch.Tensor:
+    """Mean squared error between a per-token colour readout (B, C, T', H', W') and `patch_means`."""
+    return (readout.float() - patch_means(video, time_factor, space_factor)).pow(2).mean()
 
 
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

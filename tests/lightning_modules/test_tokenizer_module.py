@@ -76,3 +76,23 @@ def test_bad_settings_are_user_errors():
         VideoDataModule(DatasetConfig(kind="synthetic"), batch_size=0)
     with pytest.raises(UserError, match="unknown tokenizer preset"):
         TokenizerModule(preset="huge")
+
+
+def test_colour_anchor_trains_its_readout_but_exports_only_the_tokenizer(tmp_path, synthetic_root):
+    data = VideoDataModule(DatasetConfig(kind="synthetic", root=str(synthetic_root), split="train", frames=9, size=16),
+                           batch_size=2, val_batch_size=2)
+    module = TokenizerModule(preset="synthetic", overrides=TINY, lr=3e-3, betas=(0.9, 0.99),
+                             loss=LossConfig(disc_weight=0.0, anchor_weight=1.0),
+                             export_path=str(tmp_path / "tokenizer.pt"), recon_videos=1)
+    before = module.anchor_readout.weight.detach().clone()
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=4, limit_val_batches=1, val_check_interval=4,
+                        check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=1,
+                        enable_progress_bar=False, enable_model_summary=False, logger=False, accelerator="cpu")
+    trainer.fit(module, data)
+    assert "train/anchor" in trainer.callback_metrics
+    assert not torch.equal(before, module.anchor_readout.weight), "the readout is optimised with the generator"
+
+    exported = torch.load(tmp_path / "tokenizer.pt", weights_only=True)
+    assert not any("anchor" in key for key in exported["state_dict"])
+    assert VideoTokenizer.load(tmp_path / "tokenizer.pt").config == module.config
+    assert VideoTokenizer.load(next(tmp_path.rglob("*.ckpt"))).config == module.config

@@ -8,8 +8,8 @@ from nbp.pixels import to_model
 from tests.tokenizer.helpers import tiny_config
 from tokenizer import VideoTokenizer
 from tokenizer.discriminator import PatchDiscriminator3d
-from tokenizer.losses import (LossConfig, adaptive_weight, generator_adversarial_loss, hinge_discriminator_loss,
-                              reconstruction_losses)
+from tokenizer.losses import (LossConfig, adaptive_weight, anchor_loss, generator_adversarial_loss,
+                              hinge_discriminator_loss, patch_means, reconstruction_losses)
 from tokenizer.metrics import codebook_stats, video_psnr
 
 
@@ -24,6 +24,27 @@ def test_reconstruction_losses_by_hand():
     a, b = torch.zeros(1, 3, 1, 2, 2), torch.full((1, 3, 1, 2, 2), 0.5)
     l1, l2 = reconstruction_losses(a, b)
     assert (l1.item(), l2.item()) == (0.5, 0.25)
+
+
+def test_patch_means_follow_the_causal_token_grid():
+    # Each latent frame's pixels: frame 0 alone, then frames 1-4, 5-8 (time factor 4); 4x4 squares.
+    video = torch.randn(2, 3, 9, 8, 12)
+    means = patch_means(video, time_factor=4, space_factor=4)
+    assert means.shape == (2, 3, 3, 2, 3)
+    frames = [range(0, 1), range(1, 5), range(5, 9)]
+    for t, span in enumerate(frames):
+        for h in range(2):
+            for w in range(3):
+                pixels = video[:, :, list(span), 4 * h:4 * h + 4, 4 * w:4 * w + 4]
+                torch.testing.assert_close(means[:, :, t, h, w], pixels.mean(dim=(2, 3, 4)))
+    assert patch_means(video[:, :, :1], 4, 4).shape == (2, 3, 1, 2, 3)  # a single image
+
+
+def test_anchor_loss_is_zero_for_the_exact_readout_and_grows_with_error():
+    video = torch.rand(1, 3, 5, 4, 4)
+    exact = patch_means(video, 4, 2)
+    assert anchor_loss(exact, video, 4, 2).item() == pytest.approx(0.0, abs=1e-12)
+    assert anchor_loss(exact + 0.5, video, 4, 2).item() == pytest.approx(0.25)
 
 
 def test_adaptive_weight_is_the_ratio_of_gradient_norms():
@@ -54,6 +75,8 @@ def test_loss_config_validation():
         LossConfig(perceptual_weight=0.1)
     with pytest.raises(UserError, match="disc_weight=-1"):
         LossConfig(disc_weight=-1)
+    with pytest.raises(UserError, match="anchor_weight=-0.5"):
+        LossConfig(anchor_weight=-0.5)
 
 
 def test_a_few_steps_reduce_the_loss():
