@@ -100,6 +100,18 @@ def render_video(class_id: int, frames: int, size: int, rng: np.random.Generator
     return video
 
 
+def palette_colours(video: np.ndarray, min_pixels: int = 40, tolerance: int = 60) -> int:
+    """How many palette colours a uint8 (T, H, W, C) clip shows: a check of generated samples.
+
+    A colour counts when at least `min_pixels` pixels over the clip are within `tolerance` levels
+    (per channel) of it. Every video of a class shows exactly `num_objects` colours, one per
+    object; a sample whose objects change colour shows more, one that loses an object fewer.
+    """
+    distance = np.abs(video[..., None, :].astype(np.int16) - COLOURS.astype(np.int16)).max(axis=-1)  # T H W K
+    pixels = (distance < tolerance).reshape(-1, len(COLOURS)).sum(axis=0)
+    return int((pixels >= min_pixels).sum())
+
+
 def video_rng(seed: int, split: str, class_id: int, index: int) -> np.random.Generator:
     """The generator of one video; independent of how many videos the dataset has."""
     return np.random.default_rng([seed, _SPLIT_CODE[split], class_id, index])

@@ -8,7 +8,9 @@ from nbp.data.synthetic import (
     CLASS_NAMES,
     COLOURS,
     SyntheticVideoDataset,
+    num_objects,
     object_size,
+    palette_colours,
     render_video,
     video_rng,
     write_synthetic_dataset,
@@ -114,3 +116,19 @@ def test_bad_settings_raise_user_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         write_synthetic_dataset(tmp_path / "file", videos_per_class=2)
+
+
+def test_palette_colours_counts_one_colour_per_object_and_flags_changes():
+    for class_id in range(len(CLASS_NAMES)):
+        for index in range(5):
+            video = render_video(class_id, 17, 32, video_rng(3, "test", class_id, index))
+            assert palette_colours(video) == num_objects(class_id)
+    video = render_video(0, 17, 32, video_rng(3, "test", 0, 0))  # one object
+    present = [k for k in range(len(COLOURS)) if (video == COLOURS[k]).all(-1).any()]
+    changed = video.copy()
+    changed[9:][(video[9:] == COLOURS[present[0]]).all(-1)] = COLOURS[(present[0] + 1) % len(COLOURS)]
+    assert palette_colours(changed) == 2  # the object changed colour half way: two colours
+    assert palette_colours(np.zeros_like(video)) == 0
+    speck = np.zeros_like(video)
+    speck[0, :5, :5] = COLOURS[2]  # 25 pixels: below the 40-pixel floor, noise rather than an object
+    assert palette_colours(speck) == 0
