@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from nbp import pixels
+from nbp.data.synthetic import palette_colours
 from nbp.metrics.frame_quality import FrameQuality
 from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
 from nbp.sampling_controls import SamplingControls
@@ -70,13 +71,22 @@ def _timed_sampling(model, cond: torch.Tensor, controls: SamplingControls, seed:
     return generate_tokens(model, cond=cond.to(device), controls=controls, generator=seeded_generator(model, seed))
 
 
+def colour_match(videos: torch.Tensor, expected_colours: list[int]) -> float:
+    """Fraction of uint8 (B, C, T, H, W) videos showing exactly their expected number of palette colours."""
+    clips = videos.permute(0, 2, 3, 4, 1).numpy()  # (B, T, H, W, C)
+    return sum(palette_colours(clip) == n for clip, n in zip(clips, expected_colours)) / max(len(clips), 1)
+
+
 @torch.no_grad()
 def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_class: int, folder: Path,
-                  controls: SamplingControls, seed: int = 0, fps: int = 8) -> dict:
+                  controls: SamplingControls, seed: int = 0, fps: int = 8,
+                  objects_per_class: list[int] | None = None) -> dict:
     """NBP samples of every class as `<ClassName>_<NN>.mp4` + a GIF + a PNG grid; NBP vs NTP decoding time.
 
     Both models sample the same batch (every class, `per_class` each) with the same controls;
-    speedup = NTP seconds / NBP seconds of that batch.
+    speedup = NTP seconds / NBP seconds of that batch. With `objects_per_class` (synthetic
+    classes) each model also gets `colour_match`: the fraction of its samples that show exactly
+    as many palette colours as the class has objects (see `palette_colours`).
     """
     check_compatible(nbp_model, tokenizer)
     cond = torch.arange(len(class_names)).repeat_interleave(per_class)
@@ -92,6 +102,10 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
                          "tokens_per_second": stats.tokens_per_second, "batch_size": stats.batch_size}
     videos = tokens_to_video(tokenizer, grids["nbp"]).cpu()
     ntp_videos = tokens_to_video(tokenizer, grids["ntp"]).cpu()
+    if objects_per_class is not None:
+        expected = [objects_per_class[class_id] for class_id in cond.tolist()]
+        timings["nbp"]["colour_match"] = colour_match(videos, expected)
+        timings["ntp"]["colour_match"] = colour_match(ntp_videos, expected)
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from nbp.data.synthetic import CLASS_NAMES
+from nbp.data.synthetic import CLASS_NAMES, num_objects, palette_colours
 
 MINUTES = "0.3"
 FIRST_STAGES = ("data", "tokenizer", "tokens")
@@ -106,6 +107,8 @@ def test_summary_has_sane_numbers(demo_runs):
     from tokenizer import VideoTokenizer
 
     assert VideoTokenizer.load(summary["outputs"]["tokenizer"]).vocab_size == 200
+    tokenizer_run = yaml.safe_load((demo_runs["out"] / "tokenizer" / "config.yaml").read_text())
+    assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 1.0  # the colour anchor is on
     for name in ("nbp_model", "ntp_model", "frames_model"):
         assert load_model(summary["outputs"][name], "cpu").config.vocab_size == 200
     pred = summary["frame_prediction"]
@@ -122,9 +125,16 @@ def test_videos_decode_and_carry_class_names(demo_runs):
     samples = sorted((out / "sample" / "videos").glob("*.mp4"))
     classes = {path.stem.rsplit("_", 1)[0] for path in samples}
     assert classes == set(CLASS_NAMES)
+    matches = []
     for path in samples:
         reader = decord.VideoReader(str(path))
         assert len(reader) == 17 and reader[0].shape == (32, 32, 3), path
+        class_id = CLASS_NAMES.index(path.stem.rsplit("_", 1)[0])
+        matches.append(palette_colours(reader.get_batch(range(17)).asnumpy()) == num_objects(class_id))
+    # The summary's colour check, recounted from the written files (H.264 may move a borderline pixel).
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nbp"]["colour_match"] == pytest.approx(sum(matches) / len(matches), abs=1.5 / len(matches))
+    assert 0.0 <= summary["ntp"]["colour_match"] <= 1.0
     predictions = sorted((out / "frame_prediction" / "videos").glob("*.mp4"))
     assert {path.stem.rsplit("_", 1)[0] for path in predictions} == set(CLASS_NAMES)
     reader = decord.VideoReader(str(predictions[0]))
