@@ -82,8 +82,8 @@ class TokenizerModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self):
-        generator = torch.nn.ModuleList([self.tokenizer] + ([self.anchor_readout] if self.anchor_readout else []))
-        gen = self._adam(generator, self.hparams.lr)
+        trained = [self.tokenizer] + ([self.anchor_readout] if self.anchor_readout is not None else [])
+        gen = self._adam(torch.nn.ModuleList(trained), self.hparams.lr)
         if self.discriminator is None:
             return gen
         return [gen, self._adam(self.discriminator, self.hparams.disc_lr or self.hparams.lr)]
