@@ -95,9 +95,9 @@ class Budget:
 
     minutes: float
     # Measured at 15 minutes: the untimed work (writing and encoding videos, evaluation, start-up
-    # of four Trainers) takes about a tenth of the budget. The tokenizer with per-frame convs reaches
-    # 29 dB in a third of the budget (324 s), so the transformers, whose samples are what a person judges,
-    # get the rest.
+    # of four Trainers) takes about a tenth of the budget. The tokenizer with per-frame convs gets a third
+    # (324-339 s: 29 dB, or 26 dB with the colour anchor the demo trains it with), so the transformers,
+    # whose samples are what a person judges, get the rest.
     tokenizer_share: float = 0.36
     model_share: float = 0.15  # each of the three transformers (NBP, its NTP twin, frame prediction)
 
