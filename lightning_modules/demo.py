@@ -9,7 +9,8 @@ Stages (each in its own folder under --out, each reused by a rerun once finished
                     anchor) -> tokenizer.pt; held-out PSNR/SSIM
   tokens            train and test splits encoded once into token caches
   nbp               three transformers with the same time budget each (configs/nbp/synthetic*.yaml):
-                    class-conditional NBP (one latent row per block), its NTP twin (block 1x1x1),
+                    class-conditional NBP (first latent frame token by token, then one latent row per
+                    block), its NTP twin (block 1x1x1),
                     and a frame-prediction NBP model (2 latent frames = 5 pixel frames as the prefix)
   sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
                     NBP and NTP sampling of the same batch timed -> speedup; both batches' colour check
@@ -186,8 +187,9 @@ def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str) -> dict:
     runs = {
         "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
         "ntp": _transformer_config("nbp/synthetic_ntp.yaml", caches, device),
+        # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel
         "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
-                                      context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0),
+                                      context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1),
     }
     result = {}
     for name, config in runs.items():

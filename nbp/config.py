@@ -29,6 +29,9 @@ class NBPConfig:
     # how the generated grid is cut: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
     block: tuple[int, int, int] = (1, 1, 16)
     first_block: str = "start_block"  # or "hybrid": the first block token by token, as in the paper
+    # hybrid only: how many leading blocks go token by token (the paper: 1; a whole first latent frame
+    # lets a small model settle where its objects are before the rows are drawn in parallel)
+    hybrid_blocks: int = 1
     # conditioning
     condition: str = "class"  # "none" | "class" | "frames"
     num_classes: int = 101
@@ -93,6 +96,10 @@ class NBPConfig:
                 self._fail("block", f"each size must divide the generated grid {generated} (axis {axis}: {size})")
         if self.context_frames % self.block[0]:
             self._fail("block", f"bt must divide context_frames={self.context_frames}")
+        if self.first_block != "hybrid" and self.hybrid_blocks != 1:
+            self._fail("hybrid_blocks", "only first_block='hybrid' takes more than 1")
+        if not 1 <= self.hybrid_blocks <= self.layout.num_blocks:
+            self._fail("hybrid_blocks", f"between 1 and the number of blocks ({self.layout.num_blocks})")
 
     # ------------------------------------------------------------------ derived shapes
 
@@ -131,7 +138,17 @@ class NBPConfig:
 
     @property
     def mask_spec(self) -> MaskSpec:
-        return MaskSpec(self.prefix_len, self.block_len, self.layout.num_blocks, self.first_block)
+        return MaskSpec(self.prefix_len, self.block_len, self.layout.num_blocks, self.first_block, self.hybrid_blocks)
+
+    @property
+    def start_len(self) -> int:
+        """Positions of the start block: block_len, or hybrid_blocks * block_len in hybrid mode."""
+        return self.mask_spec.start_len
+
+    @property
+    def token_by_token(self) -> int:
+        """Leading video tokens generated one by one: start_len in hybrid mode, else 0."""
+        return self.start_len if self.first_block == "hybrid" else 0
 
     @property
     def seq_len(self) -> int:
@@ -140,9 +157,9 @@ class NBPConfig:
 
     @property
     def decode_steps(self) -> int:
-        """Forward passes to generate one video: hybrid fills its first block token by token."""
+        """Forward passes to generate one video: hybrid fills its first block(s) token by token."""
         blocks = self.layout.num_blocks
-        return self.block_len + blocks - 1 if self.first_block == "hybrid" else blocks
+        return self.start_len + blocks - self.hybrid_blocks if self.first_block == "hybrid" else blocks
 
     # ------------------------------------------------------------------ presets
 

@@ -2,8 +2,8 @@
 
 Rules: prefix tokens see each other; every token sees the prefix; the start
 block is bidirectional ("start_block" mode) or causal ("hybrid" mode: the
-first block is generated token by token); video block k sees the start block
-and video blocks <= k.
+first `hybrid_blocks` video blocks are generated token by token); video block k
+sees the start block and video blocks <= k.
 
 All of these rules collapse into one number per position, its *group*: a
 query may attend to a key iff group(key) <= group(query). The prefix is
@@ -27,20 +27,30 @@ class MaskSpec:
     """The shape of a training sequence: prefix length, block length, number of video blocks, first-block mode.
 
     The sequence holds prefix_len + block_len * num_blocks positions: the start
-    block plus the first num_blocks - 1 video blocks (the last block is only a
-    target, never an input).
+    block, then the video blocks that are inputs (the last block is only a target).
+    In hybrid mode the start block is `start_len` = hybrid_blocks * block_len
+    positions long, one group each, and the video inputs begin at block
+    hybrid_blocks - 1 (the last block the start block generates).
     """
 
     prefix_len: int
     block_len: int
     num_blocks: int
     first_block: str = "start_block"
+    hybrid_blocks: int = 1
 
     def __post_init__(self):
         if self.prefix_len < 0 or self.block_len < 1 or self.num_blocks < 1:
             raise ValueError(f"invalid mask shape {self}")
         if self.first_block not in FIRST_BLOCK_MODES:
             raise ValueError(f"first_block={self.first_block!r}; valid: {FIRST_BLOCK_MODES}")
+        limit = self.num_blocks if self.first_block == "hybrid" else 1
+        if not 1 <= self.hybrid_blocks <= limit:
+            raise ValueError(f"hybrid_blocks={self.hybrid_blocks} must be in 1..{limit} for first_block={self.first_block!r}")
+
+    @property
+    def start_len(self) -> int:
+        return self.hybrid_blocks * self.block_len
 
     @property
     def seq_len(self) -> int:
@@ -52,11 +62,12 @@ def group_ids(spec: MaskSpec, device: torch.device | str = "cpu") -> torch.Tenso
     """(S,) long: the attention group of every position (see the module docstring)."""
     prefix = torch.zeros(spec.prefix_len, dtype=torch.long, device="cpu")
     if spec.first_block == "hybrid":
-        start = 1 + torch.arange(spec.block_len, device="cpu")
+        start = 1 + torch.arange(spec.start_len, device="cpu")
     else:
         start = torch.ones(spec.block_len, dtype=torch.long, device="cpu")
     first_video_group = int(start[-1]) + 1
-    video = first_video_group + torch.arange(spec.num_blocks - 1, device="cpu").repeat_interleave(spec.block_len)
+    video_blocks = spec.num_blocks - spec.hybrid_blocks
+    video = first_video_group + torch.arange(video_blocks, device="cpu").repeat_interleave(spec.block_len)
     return torch.cat([prefix, start, video]).to(device)
 
 

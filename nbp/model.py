@@ -6,8 +6,10 @@ single forward pass at sampling time yields a whole block.
 
 - start_block mode: the start block is block_len learned embeddings (bidirectional)
   whose outputs predict video block 0 in parallel.
-- hybrid mode (the paper's): the start block is [bos, v_0 .. v_{L-2}] with a causal
-  mask, so the first block is generated token by token; its outputs predict v_0 .. v_{L-1}.
+- hybrid mode (the paper's): the start block is [bos, v_0 .. v_{K-2}] with a causal
+  mask, so the first K tokens are generated one by one; its outputs predict v_0 .. v_{K-1}.
+  K is the block length (the paper) or hybrid_blocks whole blocks; the video blocks
+  then start at the last block the start block generated.
 
 In both modes the training sequence has prefix_len + N positions and
 `forward(video)[:, i]` predicts `video[:, i]`.
@@ -115,6 +117,7 @@ class NBPTransformer(nn.Module):
         self.config = cfg = config
         self.layout = cfg.layout
         self.prefix_len, self.block_len, self.num_tokens = cfg.prefix_len, cfg.block_len, cfg.num_tokens
+        self.start_len = cfg.start_len
         self.seq_len = cfg.seq_len
         self.mask_spec = cfg.mask_spec
 
@@ -168,8 +171,8 @@ class NBPTransformer(nn.Module):
     # ------------------------------------------------------------------ position tables (built once)
 
     def _segment_ids(self) -> torch.Tensor:
-        L, P, N = self.block_len, self.prefix_len, self.num_tokens
-        return torch.tensor([PREFIX] * P + [START] * L + [VIDEO] * (N - L), dtype=torch.long, device="cpu")
+        K, P, N = self.start_len, self.prefix_len, self.num_tokens
+        return torch.tensor([PREFIX] * P + [START] * K + [VIDEO] * (N - K), dtype=torch.long, device="cpu")
 
     def _rope_coords(self) -> torch.Tensor:
         """(S, 3) (t, h, w) of every position for the rotary embedding.
@@ -179,7 +182,7 @@ class NBPTransformer(nn.Module):
         tokens follow them in time. An input token gets the coordinates of the
         video token it is.
         """
-        cfg, L = self.config, self.block_len
+        cfg, L, K = self.config, self.block_len, self.start_len
         offset = 1 + cfg.context_frames
         video = self.layout.coords + torch.tensor([offset, 0, 0], device="cpu")
         parts = []
@@ -190,8 +193,8 @@ class NBPTransformer(nn.Module):
         if cfg.first_block == "start_block":
             parts.append(torch.zeros(L, 3, dtype=torch.long, device="cpu"))
         else:
-            parts += [torch.zeros(1, 3, dtype=torch.long, device="cpu"), video[: L - 1]]
-        parts.append(video[: self.num_tokens - L])
+            parts += [torch.zeros(1, 3, dtype=torch.long, device="cpu"), video[: K - 1]]
+        parts.append(video[K - L : self.num_tokens - L])
         return torch.cat(parts)
 
     def _rope_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +265,7 @@ class NBPTransformer(nn.Module):
 
     def forward(self, video: torch.Tensor, cond=None) -> torch.Tensor:
         """video (B, N) long in sequence order -> logits (B, N, V); logits[:, i] predicts video[:, i]."""
-        B, N, L = video.shape[0], self.num_tokens, self.block_len
+        B, N, L, K = video.shape[0], self.num_tokens, self.block_len, self.start_len
         if video.ndim != 2 or video.shape[1] != N:
             raise UserError(f"expected video tokens (B, {N}) in block-major order, got {tuple(video.shape)}")
         self._check_cond(cond, B)
@@ -273,8 +276,8 @@ class NBPTransformer(nn.Module):
         if self.config.first_block == "start_block":
             parts.append(self.start_emb.expand(B, -1, -1))
         else:
-            parts += [self.bos_emb.expand(B, -1, -1), self.tok_emb(video[:, : L - 1])]
-        parts.append(self.tok_emb(video[:, : N - L]))
+            parts += [self.bos_emb.expand(B, -1, -1), self.tok_emb(video[:, : K - 1])]
+        parts.append(self.tok_emb(video[:, K - L : N - L]))
         x = torch.cat([p for p in parts if p is not None], dim=1)
         x, rope = self._positions(x, slice(0, self.seq_len))
         x = self.drop(x)

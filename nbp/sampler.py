@@ -4,9 +4,10 @@ Sequence of model calls (see nbp.model for the decode API):
 - start_block mode: `prefill` returns the logits of video block 0; each later call
   feeds the block just sampled and returns the logits of the whole next block.
   Calls = number of blocks.
-- hybrid mode: `prefill` returns the logits of token 0; the first block is then
-  filled token by token, after which whole blocks follow.
-  Calls = block_len + number of blocks - 1 (95 for the UCF-101 layout).
+- hybrid mode: `prefill` returns the logits of token 0; the first block (or the
+  first hybrid_blocks blocks) is then filled token by token, after which whole
+  blocks follow. Calls = block_len + number of blocks - 1 (95 for the UCF-101
+  layout), or hybrid_blocks * block_len + number of blocks - hybrid_blocks.
 Block (1, 1, 1) is plain next-token prediction: one call per token.
 
 Two interchangeable sources of logits drive the same loop: `CachedDecoder` (the
@@ -30,15 +31,14 @@ from nbp.sampling_controls import SamplingControls, draw, guide
 Segment = tuple[int, int]  # [start, end) positions of the generated sequence
 
 
-def decode_segments(layout: BlockLayout, hybrid: bool) -> list[Segment]:
-    """The slices of the sequence sampled by successive model calls, in order."""
+def decode_segments(layout: BlockLayout, token_by_token: int) -> list[Segment]:
+    """The slices of the sequence sampled by successive model calls, in order.
+
+    token_by_token: leading tokens sampled one per call (NBPConfig.token_by_token; 0: none).
+    """
     n, length = layout.num_tokens, layout.block_len
-    first = [(j, j + 1) for j in range(length)] if hybrid else [(0, length)]
-    return first + [(a, a + length) for a in range(length, n, length)]
-
-
-def count_model_calls(layout: BlockLayout, hybrid: bool) -> int:
-    return len(decode_segments(layout, hybrid))
+    first = [(j, j + 1) for j in range(token_by_token)]
+    return first + [(a, a + length) for a in range(token_by_token, n, length)]
 
 
 class CachedDecoder:
@@ -48,7 +48,7 @@ class CachedDecoder:
         self.model = model
         self.cache = model.new_cache(rows, device=device, dtype=dtype)
         self.step_fn = step_fn or model.step
-        self.hybrid = model.config.first_block == "hybrid"
+        self.start_len = model.config.token_by_token
         self.block_len = model.config.layout.block_len
 
     def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
@@ -57,10 +57,10 @@ class CachedDecoder:
     def feed(self, seq: torch.Tensor, done: Segment, segment: Segment) -> torch.Tensor:
         """Feed the tokens just sampled (`done`), get the logits of `segment`."""
         a, b = done
-        if self.hybrid and b == self.block_len:
-            # The first block went in token by token as [bos, v_0 .. v_{L-2}] (the
-            # start block); the first video block proper is all of v_0 .. v_{L-1}.
-            a = 0
+        if self.start_len and b == self.start_len:
+            # The first K tokens went in one by one as [bos, v_0 .. v_{K-2}] (the start
+            # block); the video blocks begin with the whole block that ends at v_{K-1}.
+            a = b - self.block_len
         return self.step_fn(seq[:, a:b], self.cache)
 
 
@@ -127,7 +127,6 @@ def sample_sequence(
     """
     config = model.config
     layout = config.layout  # the generated tokens (context frames excluded)
-    hybrid = config.first_block == "hybrid"
     batch = _batch_size_of(cond, batch_size)
     if batch is None or batch < 1:
         raise UserError(f"batch size {batch!r} is invalid; give a condition or a batch size >= 1")
@@ -139,7 +138,7 @@ def sample_sequence(
     model_cond = _with_null(model, cond) if controls.guided else cond
     decoder_cls = {"cache": CachedDecoder, "recompute": RecomputeDecoder}[decoder]
     dec = decoder_cls(model, rows, device, dtype=dtype, step_fn=step_fn)
-    segments = decode_segments(layout, hybrid)
+    segments = decode_segments(layout, config.token_by_token)
 
     seq = torch.zeros(rows, layout.num_tokens, dtype=torch.long, device=device)
     if device.type == "cuda":

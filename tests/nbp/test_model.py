@@ -70,6 +70,7 @@ def test_block_of_one_is_a_plain_causal_transformer(first_block):
 LEAK_CASES = [
     dict(block=(1, 1, 4)),
     dict(block=(1, 2, 2), first_block="hybrid", condition="class"),
+    dict(block=(1, 1, 4), first_block="hybrid", hybrid_blocks=4, condition="class", arch="modern"),
     dict(grid=(4, 4, 4), block=(2, 2, 2), arch="modern"),
     dict(block=(1, 2, 4), condition="frames", context_frames=1, arch="modern", first_block="hybrid"),
 ]
@@ -78,24 +79,27 @@ LEAK_CASES = [
 @pytest.mark.parametrize("case", LEAK_CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_later_blocks_do_not_change_earlier_outputs(case):
     model = make(**case)
-    L, n = model.block_len, model.layout.num_blocks
+    L, n, K = model.block_len, model.layout.num_blocks, model.config.token_by_token
     video, cond = tokens(model), sample_cond(model, 2)
     logits = model(video, cond)
     for k in range(n - 1):
         changed = video.clone()
         changed[:, (k + 1) * L:] = (changed[:, (k + 1) * L:] + 1) % V  # change blocks k+1 ..
         new = model(changed, cond)
-        # positions predicting blocks 0 .. k+1 only saw blocks <= k
-        torch.testing.assert_close(new[:, : (k + 2) * L], logits[:, : (k + 2) * L], atol=0, rtol=0)
-        if k + 2 < n:
-            assert not torch.allclose(new[:, (k + 2) * L:], logits[:, (k + 2) * L:])
+        # positions predicting blocks 0 .. k+1 only saw blocks <= k; inside a hybrid start block,
+        # generated one token at a time, only the first token of block k+1 is predicted blind to it
+        unseen = (k + 1) * L + 1 if (k + 1) * L < K else (k + 2) * L
+        torch.testing.assert_close(new[:, :unseen], logits[:, :unseen], atol=0, rtol=0)
+        if unseen < n * L:
+            assert not torch.allclose(new[:, unseen:], logits[:, unseen:])
 
 
-def test_hybrid_first_block_is_causal():
-    model = make(block=(1, 2, 2), first_block="hybrid")
+@pytest.mark.parametrize("hybrid_blocks", [1, 3])
+def test_hybrid_first_blocks_are_causal(hybrid_blocks):
+    model = make(block=(1, 2, 2), first_block="hybrid", hybrid_blocks=hybrid_blocks)
     video = tokens(model)
     logits = model(video)
-    for j in range(model.block_len):
+    for j in range(hybrid_blocks * model.block_len):
         changed = video.clone()
         changed[:, j] = (changed[:, j] + 1) % V
         new = model(changed)
@@ -158,14 +162,13 @@ def test_bad_condition_is_a_user_error():
 
 def teacher_forced_decode(model, video, cond):
     """prefill + step over the true tokens, concatenating the logits of every call."""
-    L, n = model.block_len, model.layout.num_blocks
+    L, n, K = model.block_len, model.layout.num_blocks, model.config.token_by_token
     cache = model.new_cache(video.shape[0])
     buffers = [t.data_ptr() for t in cache.k + cache.v]
     outs = [model.prefill(cond, cache)]
-    if model.config.first_block == "hybrid":
-        for i in range(L - 1):
-            outs.append(model.step(video[:, i:i + 1], cache))
-    for b in range(n - 1):
+    for i in range(K - 1):  # hybrid: the start block goes in one token at a time
+        outs.append(model.step(video[:, i:i + 1], cache))
+    for b in range(max(K // L - 1, 0), n - 1):  # then the video blocks, from the block that ends at v_{K-1}
         outs.append(model.step(video[:, b * L:(b + 1) * L], cache))
     assert [t.data_ptr() for t in cache.k + cache.v] == buffers  # never reallocated
     assert cache.pos == model.seq_len
@@ -176,6 +179,9 @@ DECODE_CASES = [
     dict(block=(1, 1, 4)),  # rows
     dict(block=(1, 2, 2), condition="class"),  # 2D blocks
     dict(block=(1, 1, 4), first_block="hybrid", condition="class"),  # the paper's UCF setting
+    dict(block=(1, 1, 4), first_block="hybrid", hybrid_blocks=4, condition="class"),  # a whole first frame
+    dict(block=(1, 2, 4), first_block="hybrid", hybrid_blocks=2, condition="frames", context_frames=1),
+    dict(block=(1, 1, 4), first_block="hybrid", hybrid_blocks=12, arch="modern"),  # every block: NTP order
     dict(block=(1, 2, 4), condition="frames", context_frames=1),  # the K600 setting
     dict(grid=(4, 4, 4), block=(2, 2, 2), arch="modern", first_block="hybrid", tie_head=True),
     dict(block=(1, 1, 1), arch="modern", condition="class"),  # next-token prediction
@@ -295,6 +301,9 @@ def test_a_few_steps_reduce_the_loss():
         (dict(p_uncond=1.5), "p_uncond"),
         (dict(attn_backend="flash"), "attn_backend"),
         (dict(arch="mamba"), "arch"),
+        (dict(hybrid_blocks=2), "hybrid_blocks"),  # start_block mode has no token-by-token blocks
+        (dict(first_block="hybrid", hybrid_blocks=13), "hybrid_blocks"),  # only 12 blocks
+        (dict(first_block="hybrid", hybrid_blocks=0), "hybrid_blocks"),
     ],
 )
 def test_bad_config_names_the_field(overrides, field):
@@ -310,6 +319,8 @@ def test_presets_and_derived_shapes():
         NBPConfig.from_preset("tiny", layers=3)
     ucf = NBPConfig.from_preset("base", grid=[5, 16, 16], block=[1, 1, 16], first_block="hybrid")
     assert ucf.grid == (5, 16, 16) and ucf.num_tokens == 1280 and ucf.decode_steps == 95
+    first_frame = ucf.replace(hybrid_blocks=16)  # the whole first latent frame one token at a time
+    assert first_frame.start_len == 256 and first_frame.decode_steps == 256 + 64
     k600 = NBPConfig.from_preset("base", condition="frames", context_frames=2, block=(1, 1, 16))
     assert k600.num_tokens == 768 and k600.prefix_len == 512 and k600.decode_steps == 48
     assert NBPConfig.from_dict(ucf.to_dict()) == ucf

@@ -18,6 +18,7 @@ LAYOUTS = {
     "2d": dict(grid=(3, 4, 4), block=(1, 2, 2), first_block="start_block"),
     "hybrid_rows": dict(grid=(3, 4, 4), block=(1, 1, 4), first_block="hybrid"),
     "3d_hybrid": dict(grid=(4, 4, 4), block=(2, 2, 2), first_block="hybrid"),
+    "frame_hybrid": dict(grid=(3, 4, 4), block=(1, 1, 4), first_block="hybrid", hybrid_blocks=4),  # frame 0 NTP
 }
 CONDITIONS = {
     "class": dict(condition="class", num_classes=3),
@@ -47,7 +48,7 @@ def run(model, cond, controls, seed=0, batch=2, **kw):
 
 
 @pytest.mark.parametrize("layout,condition", [("rows", "class"), ("2d", "frames"), ("hybrid_rows", "frames"),
-                                              ("3d_hybrid", "none")])
+                                              ("3d_hybrid", "none"), ("frame_hybrid", "class")])
 @pytest.mark.parametrize("controls", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_cached_decoding_equals_recomputing_the_whole_sequence(layout, condition, controls):
     model = tiny_model(layout, condition)
@@ -64,7 +65,8 @@ def test_cached_guided_decoding_equals_recompute():
     assert torch.equal(run(model, cond, controls)[0], run(model, cond, controls, decoder="recompute")[0])
 
 
-@pytest.mark.parametrize("layout,condition", [("2d", "frames"), ("hybrid_rows", "frames"), ("3d_hybrid", "class")])
+@pytest.mark.parametrize("layout,condition", [("2d", "frames"), ("hybrid_rows", "frames"), ("3d_hybrid", "class"),
+                                              ("frame_hybrid", "frames")])
 def test_every_step_logits_equal_teacher_forced_training_logits(layout, condition):
     model = tiny_model(layout, condition)
     config = model.config
@@ -72,7 +74,7 @@ def test_every_step_logits_equal_teacher_forced_training_logits(layout, conditio
     video = torch.randint(0, config.vocab_size, (2, config.num_tokens), generator=torch.Generator().manual_seed(3))
     reference = model(video, cond)
     decoder = CachedDecoder(model, 2, device="cpu")
-    segments = decode_segments(config.layout, config.first_block == "hybrid")
+    segments = decode_segments(config.layout, config.token_by_token)
     logits = decoder.start(cond, video, segments[0])
     for index, (a, b) in enumerate(segments):
         torch.testing.assert_close(logits, reference[:, a:b], rtol=0, atol=1e-5)
@@ -126,7 +128,7 @@ def test_guidance_at_scale_zero_samples_the_null_condition():
 
 
 @pytest.mark.parametrize("layout,expected", [("rows", 12), ("2d", 12), ("hybrid_rows", 4 + 12 - 1),
-                                             ("3d_hybrid", 8 + 8 - 1)])
+                                             ("3d_hybrid", 8 + 8 - 1), ("frame_hybrid", 16 + 12 - 4)])
 def test_model_calls_equal_blocks_plus_hybrid_tokens(layout, expected):
     model = tiny_model(layout, "class")
     calls = {"prefill": 0, "step": 0}
