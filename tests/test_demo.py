@@ -98,8 +98,9 @@ def test_summary_has_sane_numbers(demo_runs):
     for name in ("nbp", "ntp"):
         assert 0.0 < summary[name]["val_bits_per_token"] < 20.0  # log2(200 codes) ~ 7.6 bits at chance
         assert summary[name]["sampling_seconds"] > 0
-    # 5x8x8 grid, rows of 8: the hybrid first block token by token (8), then 39 blocks; NTP: one step per token.
-    assert summary["nbp"]["sampling_steps"] == 8 + 39
+    # 5x8x8 grid, rows of 8: the first latent frame token by token (64), then the other 32 rows;
+    # NTP: one step per token.
+    assert summary["nbp"]["sampling_steps"] == 64 + 32
     assert summary["ntp"]["sampling_steps"] == 5 * 8 * 8
     assert summary["speedup"] == pytest.approx(summary["ntp"]["sampling_seconds"] / summary["nbp"]["sampling_seconds"])
     # The demo's 200-code tokenizer, and transformers whose vocabulary came from its token cache.
