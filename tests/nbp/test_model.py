@@ -369,3 +369,17 @@ def test_cached_decoding_on_gpu_with_compiled_step():
     model.compile_step(mode="reduce-overhead")
     decoded, _ = teacher_forced_decode(model, video, cond)
     torch.testing.assert_close(decoded, model(video, cond), atol=1e-4, rtol=1e-4)
+
+
+def test_model_file_from_before_hybrid_blocks_loads_as_one_block(tmp_path):
+    from nbp.model_file import load_model_file, save_model_file
+
+    model = make(block=(1, 1, 4), first_block="hybrid", condition="class")
+    path = save_model_file(model, model.config, tmp_path / "model.pt")
+    data = torch.load(path, weights_only=True)
+    del data["config"]["hybrid_blocks"]  # what files written by earlier releases hold
+    torch.save(data, path)
+    loaded = load_model_file(path)
+    assert loaded.config.hybrid_blocks == 1 and loaded.config.decode_steps == 4 + 12 - 1
+    video, cond = tokens(model), sample_cond(model, 2)
+    torch.testing.assert_close(loaded(video, cond), model(video, cond), atol=0, rtol=0)
