@@ -14,7 +14,8 @@ Stages (each in its own folder under --out, each reused by a rerun once finished
                     and a frame-prediction NBP model (2 latent frames = 5 pixel frames as the prefix)
   sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
                     NBP and NTP sampling of the same batch timed -> speedup; both batches' colour check
-  frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest
+  frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest and
+                    where the predicted objects are (found, centre error), beside freezing the last frame
 Then a summary table and summary.json.
 """
 
@@ -258,7 +259,8 @@ def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float)
         "nbp": transformer("nbp"),
         "ntp": transformer("ntp"),
         "speedup": sample["speedup"],
-        "frame_prediction": {"psnr": pred["psnr"], "ssim": pred["ssim"], "videos": pred["videos"],
+        "frame_prediction": {"psnr": pred["psnr"], "ssim": pred["ssim"], "objects": pred.get("objects"),
+                             "videos": pred["videos"],
                              "frames_model_val_bits_per_token": models["frames"]["val_bits_per_token"],
                              "copy_last_frame": pred["copy_last_frame"]},
         "stages": {name: record.seconds for name, record in runner.records.items()},
@@ -270,6 +272,11 @@ def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float)
 
 def _percent(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
+
+
+def _objects(tracking: dict) -> str:
+    error = tracking["centre_error_px"]
+    return f"{_percent(tracking['found'])} found, " + ("none" if error is None else f"{error:.1f} px off")
 
 
 def summary_table(summary: dict) -> str:
@@ -289,6 +296,9 @@ def summary_table(summary: dict) -> str:
         ("frame prediction", f"PSNR {pred['psnr']:.2f} dB   SSIM {pred['ssim']:.3f}   (freezing the last "
                              f"context frame: PSNR {pred['copy_last_frame']['psnr']:.2f} dB)"),
     ]
+    if pred.get("objects"):  # absent from a frame_prediction stage finished by an older release
+        rows.append(("predicted objects", f"{_objects(pred['objects'])}   (freezing the last context frame: "
+                                          f"{_objects(pred['copy_last_frame']['objects'])})"))
     rows += [(f"stage {name}", f"{seconds:.1f} s" + ("  (reused)" if name in summary["reused_stages"] else ""))
              for name, seconds in summary["stages"].items()]
     rows += [(name, path) for name, path in summary["outputs"].items()]

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from nbp.data.synthetic import CLASS_NAMES, num_objects, palette_colours
@@ -114,6 +115,9 @@ def test_summary_has_sane_numbers(demo_runs):
         assert load_model(summary["outputs"][name], "cpu").config.vocab_size == 200
     pred = summary["frame_prediction"]
     assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
+    assert 0.0 <= pred["objects"]["found"] <= 1.0
+    # the frozen last context frame still shows every object of the clip (they only moved)
+    assert pred["copy_last_frame"]["objects"]["found"] > 0.9 and pred["copy_last_frame"]["objects"]["centre_error_px"] > 0
     assert set(summary["stages"]) == set(ALL_STAGES)
     for name, path in summary["outputs"].items():
         assert Path(path).exists(), name
@@ -159,6 +163,24 @@ def test_third_run_reuses_everything_quickly(demo_runs):
 
 
 # ------------------------------------------------------------------ the parts, in-process (fast)
+
+
+def test_object_tracking_finds_objects_and_measures_their_offset():
+    from nbp.data.synthetic import COLOURS
+    from nbp.demo_eval import object_tracking
+
+    real = torch.zeros(2, 3, 4, 32, 32, dtype=torch.uint8)  # B C T H W
+    for t in range(4):
+        real[0, :, t, 4:10, 2 + 2 * t:8 + 2 * t] = torch.from_numpy(COLOURS[0]).view(3, 1, 1)  # moves right
+        real[1, :, t, 20:26, 20:26] = torch.from_numpy(COLOURS[4]).view(3, 1, 1)  # stands still
+    assert object_tracking(real, real) == {"found": 1.0, "centre_error_px": 0.0}
+    frozen = real[:, :, :1].expand_as(real)
+    # 8 objects in all; the moving one is 0, 2, 4, 6 px away from its frozen copy
+    assert object_tracking(frozen, real) == {"found": 1.0, "centre_error_px": pytest.approx(12 / 8)}
+    lost = real.clone()
+    lost[1] = 0  # the second clip's object vanished
+    assert object_tracking(lost, real) == {"found": 0.5, "centre_error_px": 0.0}
+    assert object_tracking(torch.zeros_like(real), real) == {"found": 0.0, "centre_error_px": None}
 
 
 def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys):

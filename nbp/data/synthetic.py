@@ -107,9 +107,28 @@ def palette_colours(video: np.ndarray, min_pixels: int = 40, tolerance: int = 60
     (per channel) of it. Every video of a class shows exactly `num_objects` colours, one per
     object; a sample whose objects change colour shows more, one that loses an object fewer.
     """
-    distance = np.abs(video[..., None, :].astype(np.int16) - COLOURS.astype(np.int16)).max(axis=-1)  # T H W K
-    pixels = (distance < tolerance).reshape(-1, len(COLOURS)).sum(axis=0)
+    pixels = _palette_masks(video, tolerance).reshape(-1, len(COLOURS)).sum(axis=0)
     return int((pixels >= min_pixels).sum())
+
+
+def object_centres(video: np.ndarray, min_pixels: int = 10, tolerance: int = 60) -> np.ndarray:
+    """(T, K, 2) float: per frame, the (y, x) centre of the pixels of each palette colour, NaN where
+    fewer than `min_pixels` pixels show it. Every object of a real video has its own colour, so
+    this tracks the objects of a clip (or of a prediction) frame by frame."""
+    masks = _palette_masks(video, tolerance)  # T H W K
+    counts = masks.sum(axis=(1, 2))  # T K
+    ys = np.arange(masks.shape[1])[None, :, None, None]
+    xs = np.arange(masks.shape[2])[None, None, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = np.stack([(masks * ys).sum(axis=(1, 2)) / counts, (masks * xs).sum(axis=(1, 2)) / counts], axis=-1)
+    centres[counts < min_pixels] = np.nan
+    return centres
+
+
+def _palette_masks(video: np.ndarray, tolerance: int) -> np.ndarray:
+    """(..., K) bool: which pixels of a uint8 (..., C) array are within `tolerance` levels of palette colour k."""
+    distance = np.abs(video[..., None, :].astype(np.int16) - COLOURS.astype(np.int16)).max(axis=-1)
+    return distance < tolerance
 
 
 def video_rng(seed: int, split: str, class_id: int, index: int) -> np.random.Generator:

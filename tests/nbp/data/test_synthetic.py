@@ -9,6 +9,7 @@ from nbp.data.synthetic import (
     COLOURS,
     SyntheticVideoDataset,
     num_objects,
+    object_centres,
     object_size,
     palette_colours,
     render_video,
@@ -132,3 +133,21 @@ def test_palette_colours_counts_one_colour_per_object_and_flags_changes():
     speck = np.zeros_like(video)
     speck[0, :5, :5] = COLOURS[2]  # 25 pixels: below the 40-pixel floor, noise rather than an object
     assert palette_colours(speck) == 0
+
+
+def test_object_centres_track_each_colour_frame_by_frame():
+    video = np.zeros((3, 32, 32, 3), dtype=np.uint8)
+    video[0, 3:9, 10:16] = COLOURS[0]  # a 6x6 red square: centre (5.5, 12.5)
+    video[1, 5:11, 12:18] = COLOURS[0]  # moved by (2, 2)
+    video[1, 20:26, 0:6] = COLOURS[3]  # a yellow one appears in frame 1
+    video[2, 0:2, 0:2] = COLOURS[0]  # 4 red pixels: below the floor, not an object
+    centres = object_centres(video)
+    assert centres.shape == (3, len(COLOURS), 2)
+    np.testing.assert_allclose(centres[0, 0], [5.5, 12.5])
+    np.testing.assert_allclose(centres[1, 0], [7.5, 14.5])
+    np.testing.assert_allclose(centres[1, 3], [22.5, 2.5])
+    assert np.isnan(centres[0, 3]).all() and np.isnan(centres[2]).all()
+    # a rendered clip: every object is found in every frame (none is ever fully hidden here)
+    clip = render_video(1, 17, 32, video_rng(0, "test", 1, 0))
+    found = ~np.isnan(object_centres(clip)[..., 0])
+    assert (found.sum(axis=1) == 2).all()
