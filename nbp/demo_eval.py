@@ -167,7 +167,7 @@ def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str]
     context = context_pixel_frames(tokenizer, model.config)
     generator = seeded_generator(model, seed)
     quality, copy_baseline = FrameQuality(), FrameQuality()
-    truths, predictions, frozen_frames = [], [], []
+    truths, predictions = [], []
     for chunk in tqdm(list(batches(items, batch_size)), desc="frame prediction", unit="batch", file=sys.stderr):
         real = torch.stack([item["video"] for item in chunk])
         grid, _ = generate_tokens(model, tokenizer, cond=real[:, :, :context], controls=controls, generator=generator)
@@ -178,10 +178,10 @@ def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str]
         copy_baseline.update(frozen, real[:, :, context:])
         truths.append(real)
         predictions.append(predicted)
-        frozen_frames.append(frozen)
     truth, predicted = torch.cat(truths), torch.cat(predictions)
-    objects = object_tracking(predicted[:, :, context:], truth[:, :, context:])
-    frozen_objects = object_tracking(torch.cat(frozen_frames), truth[:, :, context:])
+    future = truth[:, :, context:]
+    objects = object_tracking(predicted[:, :, context:], future)
+    frozen_objects = object_tracking(truth[:, :, context - 1:context].expand_as(future), future)
     # The prediction's first frames are the tokenizer's reconstruction of the given context frames.
     folder.mkdir(parents=True, exist_ok=True)
     seen: dict[int, int] = {}
