@@ -7,6 +7,7 @@ and paths (what goes into summary.json).
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens
 from nbp.sampling_controls import SamplingControls
 from nbp.video_io import write_gif, write_mp4, write_png_grid
 
+TIMING_ROUNDS = 3  # sampling runs per model for the speedup; the median counts
 GAP_GREY = 96  # the lines between tiles: the videos have black backgrounds, so a black gap would vanish
 
 
@@ -85,22 +87,29 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
     """NBP samples of every class as `<ClassName>_<NN>.mp4` + a GIF + a PNG grid; NBP vs NTP decoding time.
 
     Both models sample the same batch (every class, `per_class` each) with the same controls;
-    speedup = NTP seconds / NBP seconds of that batch. With `objects_per_class` (synthetic
-    classes) each model also gets `colour_match`: the fraction of its samples that show exactly
-    as many palette colours as the class has objects (see `palette_colours`).
+    speedup = NTP seconds / NBP seconds of that batch, each the median of TIMING_ROUNDS runs.
+    With `objects_per_class` (synthetic classes) each model also gets `colour_match`: the fraction
+    of its samples that show exactly as many palette colours as the class has objects (see
+    `palette_colours`).
     """
     check_compatible(nbp_model, tokenizer)
     cond = torch.arange(len(class_names)).repeat_interleave(per_class)
     # A one-sample warm-up so that one-off allocations are not billed to whichever model goes first.
     _timed_sampling(nbp_model, cond[:1], controls, seed)
     _timed_sampling(ntp_model, cond[:1], controls, seed)
+    # The same seeded batch, TIMING_ROUNDS times, the two models taking turns; the median time counts,
+    # so one busy moment of a shared machine does not decide the speedup.
+    grids, runs = {}, {"nbp": [], "ntp": []}
+    for _ in range(TIMING_ROUNDS):
+        for name, model in (("nbp", nbp_model), ("ntp", ntp_model)):
+            grids[name], stats = _timed_sampling(model, cond, controls, seed)
+            runs[name].append(stats)
     timings = {}
-    grids = {}
-    for name, model in (("nbp", nbp_model), ("ntp", ntp_model)):
-        grid, stats = _timed_sampling(model, cond, controls, seed)
-        grids[name] = grid
-        timings[name] = {"sampling_steps": stats.model_calls, "sampling_seconds": stats.seconds,
-                         "tokens_per_second": stats.tokens_per_second, "batch_size": stats.batch_size}
+    for name, stats in runs.items():
+        seconds = statistics.median(s.seconds for s in stats)
+        timings[name] = {"sampling_steps": stats[0].model_calls, "sampling_seconds": seconds,
+                         "sampling_rounds": len(stats), "batch_size": stats[0].batch_size,
+                         "tokens_per_second": stats[0].tokens * stats[0].batch_size / max(seconds, 1e-12)}
     videos = tokens_to_video(tokenizer, grids["nbp"]).cpu()
     ntp_videos = tokens_to_video(tokenizer, grids["ntp"]).cpu()
     if objects_per_class is not None:

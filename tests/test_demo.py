@@ -99,6 +99,8 @@ def test_summary_has_sane_numbers(demo_runs):
     for name in ("nbp", "ntp"):
         assert 0.0 < summary[name]["val_bits_per_token"] < 20.0  # log2(200 codes) ~ 7.6 bits at chance
         assert summary[name]["sampling_seconds"] > 0
+    sample_stage = json.loads((demo_runs["out"] / "sample" / "done.json").read_text())
+    assert sample_stage["result"]["nbp"]["sampling_rounds"] == sample_stage["result"]["ntp"]["sampling_rounds"] == 3
     # 5x8x8 grid, rows of 8: the first latent frame token by token (64), then the other 32 rows;
     # NTP: one step per token.
     assert summary["nbp"]["sampling_steps"] == 64 + 32
