@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from nbp import pixels
-from nbp.data.synthetic import object_centres, palette_colours
+from nbp.data.synthetic import count_objects, object_centres, shown_colours
 from nbp.metrics.frame_quality import FrameQuality
 from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
 from nbp.sampling_controls import SamplingControls
@@ -45,21 +45,32 @@ def batches(items: list, size: int):
 # ---------------------------------------------------------------------------------------- tokenizer
 
 @torch.no_grad()
-def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8) -> dict:
-    """Reconstruction PSNR / SSIM (per frame, [0, 1] pixels) and code usage on held-out uint8 videos (C, T, H, W)."""
+def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8,
+                      objects: list[int] | None = None) -> dict:
+    """Reconstruction PSNR / SSIM (per frame, [0, 1] pixels) and code usage on held-out uint8 videos (C, T, H, W).
+
+    With `objects` (each video's synthetic object count) also `objects_right` of the reconstructions:
+    what generated videos can reach at best, since they are decoded by the same tokenizer.
+    """
     quality = FrameQuality()
+    hits = []
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
-    for chunk in tqdm(list(batches(videos, batch_size)), desc="tokenizer: held-out reconstruction",
-                      unit="batch", file=sys.stderr):
-        real = torch.stack(chunk)
+    for start in tqdm(range(0, len(videos), batch_size), desc="tokenizer: held-out reconstruction", unit="batch",
+                      file=sys.stderr):
+        real = torch.stack(videos[start:start + batch_size])
         ids = tokenizer.encode(pixels.to_model(real))
         recon = pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(ids)))
         quality.update(recon, real)
         counts += torch.bincount(ids.flatten(), minlength=tokenizer.vocab_size)
+        if objects is not None:
+            hits.append(object_count_hits(recon, objects[start:start + batch_size]))
     scores = quality.compute()
     used = int((counts > 0).sum())
-    return {"psnr": scores["psnr"], "ssim": scores["ssim"], "code_usage": used / tokenizer.vocab_size,
-            "codes_used": used, "videos": len(videos)}
+    result = {"psnr": scores["psnr"], "ssim": scores["ssim"], "code_usage": used / tokenizer.vocab_size,
+              "codes_used": used, "videos": len(videos)}
+    if objects is not None:
+        result["objects_right"] = float(np.concatenate(hits).mean())
+    return result
 
 
 # ---------------------------------------------------------------------------------------- class samples
@@ -74,10 +85,27 @@ def _timed_sampling(model, cond: torch.Tensor, controls: SamplingControls, seed:
     return generate_tokens(model, cond=cond.to(device), controls=controls, generator=seeded_generator(model, seed))
 
 
-def colour_match(videos: torch.Tensor, expected_colours: list[int]) -> float:
-    """Fraction of uint8 (B, C, T, H, W) videos showing exactly their expected number of palette colours."""
-    clips = videos.permute(0, 2, 3, 4, 1).numpy()  # (B, T, H, W, C)
-    return sum(palette_colours(clip) == n for clip, n in zip(clips, expected_colours)) / max(len(clips), 1)
+def _clips(videos: torch.Tensor) -> np.ndarray:
+    return videos.permute(0, 2, 3, 4, 1).numpy()  # uint8 (B, C, T, H, W) -> (B, T, H, W, C)
+
+
+def colours_right(videos: torch.Tensor, objects: list[int]) -> float:
+    """Fraction of uint8 (B, C, T, H, W) synthetic-class videos showing exactly their class's colours
+    over the whole clip: the first `objects[b]` palette colours (`shown_colours`). An object that
+    changes colour, vanishes or is drawn in a colour of another class fails it."""
+    clips = _clips(videos)
+    return sum(shown_colours(clip) == list(range(n)) for clip, n in zip(clips, objects)) / max(len(clips), 1)
+
+
+def object_count_hits(videos: torch.Tensor, objects: list[int]) -> np.ndarray:
+    """bool, one per frame of uint8 (B, C, T, H, W) videos: does it show exactly its clip's number of
+    objects (`count_objects`)? A missing object, a duplicate or one broken in two fails the frame."""
+    return np.concatenate([count_objects(clip) == n for clip, n in zip(_clips(videos), objects)])
+
+
+def objects_right(videos: torch.Tensor, objects: list[int]) -> float:
+    """Fraction of all frames that show their class's number of objects (see `object_count_hits`)."""
+    return float(object_count_hits(videos, objects).mean()) if len(videos) else 0.0
 
 
 @torch.no_grad()
@@ -88,9 +116,8 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
 
     Both models sample the same batch (every class, `per_class` each) with the same controls;
     speedup = NTP seconds / NBP seconds of that batch, each the median of TIMING_ROUNDS runs.
-    With `objects_per_class` (synthetic classes) each model also gets `colour_match`: the fraction
-    of its samples that show exactly as many palette colours as the class has objects (see
-    `palette_colours`).
+    With `objects_per_class` (synthetic classes) each model also gets `colours_right` and
+    `objects_right` (see those functions).
     """
     check_compatible(nbp_model, tokenizer)
     cond = torch.arange(len(class_names)).repeat_interleave(per_class)
@@ -114,8 +141,9 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
     ntp_videos = tokens_to_video(tokenizer, grids["ntp"]).cpu()
     if objects_per_class is not None:
         expected = [objects_per_class[class_id] for class_id in cond.tolist()]
-        timings["nbp"]["colour_match"] = colour_match(videos, expected)
-        timings["ntp"]["colour_match"] = colour_match(ntp_videos, expected)
+        for name, batch in (("nbp", videos), ("ntp", ntp_videos)):
+            timings[name]["colours_right"] = colours_right(batch, expected)
+            timings[name]["objects_right"] = objects_right(batch, expected)
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -153,7 +181,7 @@ def object_tracking(predicted: torch.Tensor, real: torch.Tensor) -> dict:
     prediction scores higher than one with every object slightly off.
     """
     def centres(videos: torch.Tensor) -> np.ndarray:
-        return np.stack([object_centres(clip) for clip in videos.permute(0, 2, 3, 4, 1).numpy()])  # B T K 2
+        return np.stack([object_centres(clip) for clip in _clips(videos)])  # B T K 2
 
     truth, guess = centres(real), centres(predicted)
     present = ~np.isnan(truth[..., 0])

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from nbp.data.synthetic import CLASS_NAMES, num_objects, palette_colours
+from nbp.data.synthetic import CLASS_NAMES, class_colours, count_objects, num_objects, shown_colours
 
 MINUTES = "0.3"
 FIRST_STAGES = ("data", "tokenizer", "tokens")
@@ -132,16 +132,21 @@ def test_videos_decode_and_carry_class_names(demo_runs):
     samples = sorted((out / "sample" / "videos").glob("*.mp4"))
     classes = {path.stem.rsplit("_", 1)[0] for path in samples}
     assert classes == set(CLASS_NAMES)
-    matches = []
+    colours, frames = [], []
     for path in samples:
         reader = decord.VideoReader(str(path))
         assert len(reader) == 17 and reader[0].shape == (32, 32, 3), path
         class_id = CLASS_NAMES.index(path.stem.rsplit("_", 1)[0])
-        matches.append(palette_colours(reader.get_batch(range(17)).asnumpy()) == num_objects(class_id))
-    # The summary's colour check, recounted from the written files (H.264 may move a borderline pixel).
+        clip = reader.get_batch(range(17)).asnumpy()
+        colours.append(shown_colours(clip) == class_colours(class_id))
+        frames.extend(count_objects(clip) == num_objects(class_id))
+    # The summary's checks, recounted from the written files (H.264 may move a borderline pixel).
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["nbp"]["colour_match"] == pytest.approx(sum(matches) / len(matches), abs=1.5 / len(matches))
-    assert 0.0 <= summary["ntp"]["colour_match"] <= 1.0
+    assert summary["nbp"]["colours_right"] == pytest.approx(sum(colours) / len(colours), abs=1.5 / len(colours))
+    assert summary["nbp"]["objects_right"] == pytest.approx(sum(frames) / len(frames), abs=3.5 / len(frames))
+    for key in ("colours_right", "objects_right"):
+        assert 0.0 <= summary["ntp"][key] <= 1.0
+    assert 0.0 <= summary["tokenizer"]["objects_right"] <= 1.0  # seconds of training: often 0 here
     predictions = sorted((out / "frame_prediction" / "videos").glob("*.mp4"))
     assert {path.stem.rsplit("_", 1)[0] for path in predictions} == set(CLASS_NAMES)
     reader = decord.VideoReader(str(predictions[0]))
@@ -183,6 +188,55 @@ def test_object_tracking_finds_objects_and_measures_their_offset():
     lost[1] = 0  # the second clip's object vanished
     assert object_tracking(lost, real) == {"found": 0.5, "centre_error_px": 0.0}
     assert object_tracking(torch.zeros_like(real), real) == {"found": 0.0, "centre_error_px": None}
+
+
+def _two_squares(frames: int = 6) -> torch.Tensor:
+    """uint8 (C, T, H, W): a still red and a still green 6x6 square, a TwoSquares clip."""
+    from nbp.data.synthetic import COLOURS
+
+    clip = torch.zeros(3, frames, 32, 32, dtype=torch.uint8)
+    clip[:, :, 2:8, 2:8] = torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)
+    clip[:, :, 20:26, 20:26] = torch.from_numpy(COLOURS[1]).view(3, 1, 1, 1)
+    return clip
+
+
+def test_sample_checks_see_colour_changes_and_extra_objects():
+    from nbp.data.synthetic import COLOURS
+    from nbp.demo_eval import colours_right, object_count_hits, objects_right
+
+    right = _two_squares()
+    recoloured = right.clone()  # green turns magenta from frame 3: right count, wrong colours
+    recoloured[:, 3:, 20:26, 20:26] = torch.from_numpy(COLOURS[4]).view(3, 1, 1, 1)
+    doubled = right.clone()  # a second red square in frames 0 and 1: right colours, wrong count there
+    doubled[:, :2, 2:8, 20:26] = torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)
+    videos = torch.stack([right, recoloured, doubled])
+    assert colours_right(videos, [2, 2, 2]) == pytest.approx(2 / 3)
+    hits = object_count_hits(videos, [2, 2, 2])
+    assert hits.tolist() == [True] * 12 + [False, False] + [True] * 4
+    assert objects_right(videos, [2, 2, 2]) == pytest.approx(16 / 18)
+    assert objects_right(videos, [1, 1, 1]) == 0.0 and colours_right(videos, [3, 3, 3]) == 0.0
+
+
+class _LosslessCodec:
+    """A tokenizer whose ids are the pixel levels themselves: reconstructions equal the input."""
+
+    vocab_size = 256
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:  # [-1, 1] -> ids 0..255
+        return ((video + 1) * 127.5).round().long()
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids.float() / 127.5 - 1
+
+
+def test_tokenizer_quality_counts_objects_of_the_reconstructions():
+    from nbp.demo_eval import tokenizer_quality
+
+    clip = _two_squares()
+    scores = tokenizer_quality(_LosslessCodec(), [clip] * 3, batch_size=2, objects=[2, 2, 1])
+    assert scores["objects_right"] == pytest.approx(2 / 3)  # the third clip claims one object
+    assert scores["codes_used"] == 2  # pure colours on black: only levels 0 and 255
+    assert "objects_right" not in tokenizer_quality(_LosslessCodec(), [clip], batch_size=2)
 
 
 def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys):
