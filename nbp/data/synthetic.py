@@ -3,9 +3,10 @@
 Six classes (1, 2 or 3 objects; all squares or all circles). Object k is always
 drawn in palette colour k (red, then green, then blue), so a video's colours tell
 its objects apart and show its class's count at a glance. Every object has a side /
-diameter of 1/5 of the frame, a random start fully inside the frame and a constant velocity of 1..3 px/frame per axis at 64 px
-(scaled with the size), bouncing elastically off the edges. Positions are kept as
-floats and rounded only when drawn, so small sizes still move smoothly.
+diameter of 1/5 of the frame, a random start fully inside the frame and a constant
+velocity of 1..3 px/frame per axis at 64 px (scaled with the size), bouncing
+elastically off the edges. Positions are kept as floats and rounded only when
+drawn, so small sizes still move smoothly.
 
 Every video has its own seed derived from (seed, split, class, index), so video k
 of a class is the same whatever the dataset size: subsets are stable.
