@@ -1,7 +1,9 @@
 """The Fréchet distance between two Gaussians, and Gaussian statistics from running sums.
 
 FVD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), computed in float64 with
-`scipy.linalg.sqrtm` (Schur method), as StyleGAN-V and the NBP evaluation do.
+`scipy.linalg.sqrtm` (Schur method), as StyleGAN-V and the NBP evaluation do. Where
+that fails (a nearly rank-deficient product, as from a few clips) the trace of the root
+comes from an eigendecomposition instead: the same value, without the failure.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         # still well defined, so do not alarm users (StyleGAN-V passes disp=False for this).
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         covmean = np.real(scipy.linalg.sqrtm(sigma1 @ sigma2))
-    if not np.all(np.isfinite(covmean)):
-        raise FloatingPointError("matrix square root of the covariance product is not finite")
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    trace_covmean = np.trace(covmean)
+    if not np.isfinite(trace_covmean):
+        # The Schur method can fail outright (all NaN) on a product that is numerically of rank
+        # one or two, e.g. covariances of a handful of clips. The trace is still well defined.
+        trace_covmean = trace_sqrt_product(sigma1, sigma2)
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr (S1 S2)^(1/2) for symmetric PSD S1, S2, through the symmetric PSD matrix S1^(1/2) S2 S1^(1/2),
+    which has the same eigenvalues as S1 S2; round-off below zero is clipped."""
+    values, vectors = np.linalg.eigh(sigma1)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    middle = root @ sigma2 @ root
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2.0)
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+import scipy.linalg
 
-from nbp.metrics.frechet import frechet_distance, gaussian_from_sums
+from nbp.metrics.frechet import frechet_distance, gaussian_from_sums, trace_sqrt_product
 
 
 def _random_spd(rng, dim):
@@ -41,7 +42,7 @@ def test_scaled_covariance_closed_form():
     s1 = _random_spd(rng, 5)
     mu1, mu2 = rng.standard_normal(5), rng.standard_normal(5)
     expected = np.sum((mu1 - mu2) ** 2) + (1 - 3.0) ** 2 * np.trace(s1)
-    assert frechet_distance(mu1, s1, mu2, 9.0 * s1) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu1, s1, mu2, 9.0 * s1) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("dim", [3, 32])
@@ -73,3 +74,24 @@ def test_incompatible_statistics_raise():
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
     with pytest.raises(ValueError, match="need more than 1"):
         gaussian_from_sums(1, np.zeros(2), np.zeros((2, 2)), ddof=1)
+
+
+def test_trace_of_root_by_eigenvalues_matches_sqrtm():
+    rng = np.random.default_rng(3)
+    for dim in (2, 7, 24):
+        s1, s2 = _random_spd(rng, dim), _random_spd(rng, dim)
+        expected = np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2)))
+        assert trace_sqrt_product(s1, s2) == pytest.approx(expected, rel=1e-6)
+    # rank one each: (a a^T)(b b^T) = (a.b) a b^T has one eigenvalue (a.b)^2, so the trace is |a.b|
+    a, b = rng.standard_normal(24), rng.standard_normal(24)
+    assert trace_sqrt_product(np.outer(a, a), np.outer(b, b)) == pytest.approx(abs(a @ b), rel=1e-6)
+
+
+def test_distance_survives_a_failed_matrix_root(monkeypatch):
+    """Covariances of two or three clips can make sqrtm return all-NaN; the distance must not."""
+    rng = np.random.default_rng(4)
+    feats1, feats2 = rng.standard_normal((3, 24)), rng.standard_normal((2, 24))
+    (mu1, s1), (mu2, s2) = [(f.mean(0), np.cov(f, rowvar=False)) for f in (feats1, feats2)]
+    expected = frechet_distance(mu1, s1, mu2, s2)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda m, *args, **kwargs: np.full_like(m, np.nan))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
