@@ -194,11 +194,12 @@ def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str) -> dict:
         "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
                                       context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1),
     }
+    seconds = {"nbp": budget.model_seconds, "ntp": budget.model_seconds, "frames": budget.frames_seconds}
     result = {}
     for name, config in runs.items():
-        log(f"training the {name} transformer for {budget.model_seconds:.0f} s "
+        log(f"training the {name} transformer for {seconds[name]:.0f} s "
             f"(block {config['model']['init_args']['overrides']['block']})")
-        trainer, module, data = train_with_budget(config, folder / name, budget.model_seconds)
+        trainer, module, data = train_with_budget(config, folder / name, seconds[name])
         metrics = validate(trainer, module, data)
         result[name] = {"val_bits_per_token": metrics.get("val/bits_per_token"), "steps": int(trainer.global_step),
                         "path": str(folder / name / "checkpoints" / "model.pt"),

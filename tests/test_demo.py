@@ -282,7 +282,7 @@ def test_budget_and_arguments_are_validated():
     from nbp.errors import UserError
 
     budget = Budget(10)
-    assert budget.tokenizer_seconds + 3 * budget.model_seconds < budget.total_seconds
+    assert budget.tokenizer_seconds + 2 * budget.model_seconds + budget.frames_seconds < budget.total_seconds
     for bad in (0, -1):
         with pytest.raises(UserError, match="--minutes"):
             Budget(bad)
