@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from nbp import pixels
-from nbp.data.synthetic import count_objects, object_centres, shown_colours
+from nbp.data.synthetic import count_objects, object_centres, object_colours, shown_colours
 from nbp.metrics.frame_quality import FrameQuality
 from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
 from nbp.sampling_controls import SamplingControls
@@ -91,10 +91,10 @@ def _clips(videos: torch.Tensor) -> np.ndarray:
 
 def colours_right(videos: torch.Tensor, objects: list[int]) -> float:
     """Fraction of uint8 (B, C, T, H, W) synthetic-class videos showing exactly their class's colours
-    over the whole clip: the first `objects[b]` palette colours (`shown_colours`). An object that
+    over the whole clip: `object_colours(objects[b])` (`shown_colours`). An object that
     changes colour, vanishes or is drawn in a colour of another class fails it."""
     clips = _clips(videos)
-    return sum(shown_colours(clip) == list(range(n)) for clip, n in zip(clips, objects)) / max(len(clips), 1)
+    return sum(shown_colours(clip) == object_colours(n) for clip, n in zip(clips, objects)) / max(len(clips), 1)
 
 
 def object_count_hits(videos: torch.Tensor, objects: list[int]) -> np.ndarray:

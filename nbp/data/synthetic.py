@@ -91,7 +91,7 @@ def render_video(class_id: int, frames: int, size: int, rng: np.random.Generator
     side = object_size(size)
     limit = float(size - side)  # top-left corner range that keeps the object inside
 
-    colours = COLOURS[:count]
+    colours = COLOURS[object_colours(count)]
     pos = rng.uniform(0.0, limit, size=(count, 2))  # (y, x) top-left corners, float
     speed = rng.integers(1, 4, size=(count, 2)) * (size / 64)
     vel = speed * rng.choice([-1.0, 1.0], size=(count, 2))
@@ -117,9 +117,14 @@ def shown_colours(video: np.ndarray, min_pixels: int = 40, tolerance: int = 60) 
     return np.flatnonzero(pixels >= min_pixels).tolist()
 
 
+def object_colours(count: int) -> list[int]:
+    """Palette indices of the objects of a video with `count` objects: object k is colour k."""
+    return list(range(count))
+
+
 def class_colours(class_id: int) -> list[int]:
     """The palette colours every video of `class_id` shows: one per object, in order."""
-    return list(range(num_objects(class_id)))
+    return object_colours(num_objects(class_id))
 
 
 def count_objects(video: np.ndarray, min_pixels: int | None = None, tolerance: int = 60) -> np.ndarray:
