@@ -114,7 +114,12 @@ def test_summary_has_sane_numbers(demo_runs):
     tokenizer_run = yaml.safe_load((demo_runs["out"] / "tokenizer" / "config.yaml").read_text())
     assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 1.0  # the colour anchor is on
     for name in ("nbp_model", "ntp_model", "frames_model"):
-        assert load_model(summary["outputs"][name], "cpu").config.vocab_size == 200
+        config = load_model(summary["outputs"][name], "cpu").config
+        # learned positions for the class models, 3D rotary ones for the frame model
+        assert config.vocab_size == 200 and config.arch == ("modern" if name == "frames_model" else "reference")
+    # class samples are guided (the class models learnt a null class); the frame model has no null context
+    assert sample_stage["result"]["controls"]["cfg_scale"] == 2.0
+    assert load_model(summary["outputs"]["nbp_model"], "cpu").config.p_uncond > 0
     pred = summary["frame_prediction"]
     assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
     assert 0.0 <= pred["objects"]["found"] <= 1.0
