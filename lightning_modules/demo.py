@@ -21,6 +21,7 @@ Then a summary table and summary.json.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -71,7 +72,7 @@ MODEL_LR = 3e-3
 # 15-minute demo's model, 61/69/57 -> 63/72/58% for three 135-s ones. The frame model is trained
 # without a null context (p_uncond 0), so it samples unguided.
 CLASS_SAMPLING = SamplingControls(temperature=1.0, top_k=50, top_p=None, cfg_scale=2.0)
-FRAME_SAMPLING = SamplingControls(temperature=1.0, top_k=50, top_p=None, cfg_scale=1.0)
+FRAME_SAMPLING = dataclasses.replace(CLASS_SAMPLING, cfg_scale=1.0)
 
 
 # ------------------------------------------------------------------------------------------ plan

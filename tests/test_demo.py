@@ -113,13 +113,13 @@ def test_summary_has_sane_numbers(demo_runs):
     assert VideoTokenizer.load(summary["outputs"]["tokenizer"]).vocab_size == 200
     tokenizer_run = yaml.safe_load((demo_runs["out"] / "tokenizer" / "config.yaml").read_text())
     assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 1.0  # the colour anchor is on
-    for name in ("nbp_model", "ntp_model", "frames_model"):
-        config = load_model(summary["outputs"][name], "cpu").config
+    configs = {name: load_model(summary["outputs"][name], "cpu").config
+               for name in ("nbp_model", "ntp_model", "frames_model")}
+    for name, config in configs.items():
         # learned positions for the class models, 3D rotary ones for the frame model
         assert config.vocab_size == 200 and config.arch == ("modern" if name == "frames_model" else "reference")
     # class samples are guided (the class models learnt a null class); the frame model has no null context
-    assert sample_stage["result"]["controls"]["cfg_scale"] == 2.0
-    assert load_model(summary["outputs"]["nbp_model"], "cpu").config.p_uncond > 0
+    assert sample_stage["result"]["controls"]["cfg_scale"] == 2.0 and configs["nbp_model"].p_uncond > 0
     pred = summary["frame_prediction"]
     assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
     assert 0.0 <= pred["objects"]["found"] <= 1.0
