@@ -67,9 +67,9 @@ MODEL_BATCH_SIZE = 8
 MODEL_LR = 3e-3
 
 # Sampling: temperature 1 with light top-k (the synthetic videos use few codes). The class samples are
-# guided at scale 2 (the class models train with p_uncond 0.1). A small gain, the same way on all four
-# NBP models checked (192 samples each): frames with the class's number of objects 77 -> 79% for the
-# 15-minute demo's model, 61/69/57 -> 63/72/58% for three 135-s ones. The frame model is trained
+# guided at scale 2 (the class models train with p_uncond 0.1). A small gain, the same way on all six
+# NBP models checked (192 samples each): frames with the class's number of objects 77 -> 79%, 65 -> 69%
+# and 73 -> 78% for three 15-minute demos' models, 61/69/57 -> 63/72/58% for three 135-s ones. The frame model is trained
 # without a null context (p_uncond 0), so it samples unguided.
 CLASS_SAMPLING = SamplingControls(temperature=1.0, top_k=50, top_p=None, cfg_scale=2.0)
 FRAME_SAMPLING = dataclasses.replace(CLASS_SAMPLING, cfg_scale=1.0)
