@@ -58,10 +58,10 @@ TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5]}
 TOKENIZER_ANCHOR_WEIGHT = 1.0
 # The frame model uses 3D rotary positions (arch "modern"): continuing a motion is reading offsets in
 # (t, h, w). Two seeds of 135 s on one thread, 48 held-out videos: the direction of motion right in 68%
-# and 64% of moves instead of 55% and 59%; in 15-minute demos 84% instead of 74%. The class models keep
-# learned positions: rotary ones reached lower validation loss (0.75-0.79 against 0.83-0.93 bits/token,
-# three seeds of 200 s) but their samples showed the class's number of objects less often (73% of
-# frames against 78%).
+# and 64% of moves instead of 55% and 59%; in three 15-minute demos 80-84% against 74%. The class
+# models keep learned positions: rotary ones reached lower validation loss (0.75-0.79 against 0.83-0.93
+# bits/token, three seeds of 200 s) but their samples showed the class's number of objects less often
+# (73% of frames against 78%).
 FRAME_MODEL_ARCH = "modern"
 MODEL_BATCH_SIZE = 8
 MODEL_LR = 3e-3
@@ -69,8 +69,8 @@ MODEL_LR = 3e-3
 # Sampling: temperature 1 with light top-k (the synthetic videos use few codes). The class samples are
 # guided at scale 2 (the class models train with p_uncond 0.1). A small gain, the same way on all six
 # NBP models checked (192 samples each): frames with the class's number of objects 77 -> 79%, 65 -> 69%
-# and 73 -> 78% for three 15-minute demos' models, 61/69/57 -> 63/72/58% for three 135-s ones. The frame model is trained
-# without a null context (p_uncond 0), so it samples unguided.
+# and 73 -> 78% for three 15-minute demos' models, 61/69/57 -> 63/72/58% for three 135-s ones. The
+# frame model is trained without a null context (p_uncond 0), so it samples unguided.
 CLASS_SAMPLING = SamplingControls(temperature=1.0, top_k=50, top_p=None, cfg_scale=2.0)
 FRAME_SAMPLING = dataclasses.replace(CLASS_SAMPLING, cfg_scale=1.0)
 
