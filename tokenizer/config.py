@@ -47,6 +47,10 @@ class TokenizerConfig:
     # (300-s runs, same seed: 28.8 dB against 25.5 with 3x3x3 everywhere) and with fewer weights.
     # Off in the paper presets (MAGVIT-v2 is 3D throughout); files without the field load with it off.
     per_frame_convs: bool = False
+    # Latent frames the decoder's first conv reads (the current one and those before it). 3 mixes
+    # neighbouring latent frames; 1 decodes every latent frame from its own codes, which is enough
+    # because the encoder's latent frame t already saw the pixel frames before its own.
+    decoder_time_kernel: int = 3
     quantizer: str = "fsq"
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     lfq_bits: int = 16  # LFQ codebook = 2 ** lfq_bits, latent dim = lfq_bits
@@ -57,7 +61,7 @@ class TokenizerConfig:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
         self.fsq_levels = tuple(int(level) for level in self.fsq_levels)
         positive = ("in_channels", "base_channels", "num_res_blocks", "norm_groups", "lfq_bits",
-                    "vq_codebook_size", "vq_dim")
+                    "vq_codebook_size", "vq_dim", "decoder_time_kernel")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -20,9 +20,9 @@ class Decoder(nn.Module):
         kinds = transition_kinds(config)
         ch = widths[-1]
         tk = config.res_time_kernel
-        # Always 3 frames wide: with per-frame residual blocks this conv (with the upsampling) is
-        # where the decoder mixes time.
-        self.conv_in = CausalConv3d(config.latent_dim, ch)
+        # With per-frame residual blocks this conv (with the upsampling) is where the decoder mixes
+        # time, over `decoder_time_kernel` latent frames.
+        self.conv_in = CausalConv3d(config.latent_dim, ch, time_kernel=config.decoder_time_kernel)
         self.mid = nn.Sequential(*[ResBlock3d(ch, ch, groups, tk) for _ in range(config.num_res_blocks)])
         stages: list[nn.Module] = []
         for i in reversed(range(len(widths))):

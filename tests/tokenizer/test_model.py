@@ -109,6 +109,19 @@ def test_decoder_is_causal_in_time(per_frame_convs):
     torch.testing.assert_close(prefix, full[:, :, :5], rtol=1e-5, atol=1e-5)
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("decoder_time_kernel,changed_frames", [(3, range(5, 17)), (1, range(5, 9))])
+def test_decoder_time_kernel_sets_which_pixel_frames_a_latent_frame_reaches(decoder_time_kernel, changed_frames):
+    """Latent frame 2 decodes to pixel frames 5..8; with kernel 3 the decoder's first conv also carries
+    it into the later latent frames' pixels, with kernel 1 it reaches its own four frames only."""
+    tok = VideoTokenizer(tiny_config(per_frame_convs=True, decoder_time_kernel=decoder_time_kernel)).eval()
+    ids = torch.randint(0, tok.vocab_size, (1, 5, 4, 4))
+    edited = ids.clone()
+    edited[:, 2] = (ids[:, 2] + 1) % tok.vocab_size
+    difference = (tok.decode(edited) - tok.decode(ids)).abs().amax(dim=(0, 1, 3, 4))
+    assert [t for t in range(17) if difference[t] > 1e-6] == list(changed_frames)
+
+
 @pytest.mark.parametrize("quantizer", ["fsq", "lfq", "vq"])
 @torch.no_grad()
 def test_ids_round_trip_through_codes(quantizer):
@@ -161,6 +174,7 @@ def test_bad_inputs_are_user_errors():
     ("fsq_levels", (8, 1), ">= 2"),
     ("tanh_output", "yes", "true or false"),
     ("per_frame_convs", 1, "true or false"),
+    ("decoder_time_kernel", 0, "positive integer"),
 ])
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(UserError, match=message) as err:

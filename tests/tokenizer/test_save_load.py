@@ -23,16 +23,18 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary left behind
 
 
-def test_file_from_before_tanh_output_and_per_frame_convs_loads_as_it_was(tmp_path):
+def test_file_from_before_the_optional_architecture_fields_loads_as_it_was(tmp_path):
     """Files written before these fields existed keep working, as the linear, fully 3D model they were."""
     path = tmp_path / "old.pt"
     tok = VideoTokenizer(tiny_config())
     tok.save(path)
     payload = torch.load(path, weights_only=True)
-    del payload["config"]["tanh_output"], payload["config"]["per_frame_convs"]
+    for field in ("tanh_output", "per_frame_convs", "decoder_time_kernel"):
+        del payload["config"][field]
     torch.save(payload, path)
     loaded = VideoTokenizer.load(path)
     assert loaded.config.tanh_output is False and loaded.config.per_frame_convs is False
+    assert loaded.config.decoder_time_kernel == 3
     assert loaded.config == tok.config
 
 
