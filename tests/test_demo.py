@@ -106,11 +106,13 @@ def test_summary_has_sane_numbers(demo_runs):
     assert summary["nbp"]["sampling_steps"] == 64 + 32
     assert summary["ntp"]["sampling_steps"] == 5 * 8 * 8
     assert summary["speedup"] == pytest.approx(summary["ntp"]["sampling_seconds"] / summary["nbp"]["sampling_seconds"])
-    # The demo's 200-code tokenizer, and transformers whose vocabulary came from its token cache.
+    # The demo's 200-code tokenizer that decodes every latent frame on its own, and transformers whose
+    # vocabulary came from its token cache.
     from nbp.sampling import load_model
     from tokenizer import VideoTokenizer
 
-    assert VideoTokenizer.load(summary["outputs"]["tokenizer"]).vocab_size == 200
+    tokenizer = VideoTokenizer.load(summary["outputs"]["tokenizer"])
+    assert tokenizer.vocab_size == 200 and tokenizer.config.decoder_time_kernel == 1
     tokenizer_run = yaml.safe_load((demo_runs["out"] / "tokenizer" / "config.yaml").read_text())
     assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 1.0  # the colour anchor is on
     configs = {name: load_model(summary["outputs"][name], "cpu").config
