@@ -8,10 +8,11 @@ Stages (each in its own folder under --out, each reused by a rerun once finished
   tokenizer         the 3D VQ tokenizer (configs/tokenizer/synthetic.yaml with 200 codes, the colour
                     anchor, each latent frame decoded on its own) -> tokenizer.pt; held-out PSNR/SSIM
   tokens            train and test splits encoded once into token caches
-  nbp               three transformers with the same time budget each (configs/nbp/synthetic*.yaml):
-                    class-conditional NBP (first latent frame token by token, then one latent row per
-                    block), its NTP twin (block 1x1x1),
-                    and a frame-prediction NBP model (2 latent frames = 5 pixel frames as the prefix)
+  nbp               three transformers (configs/nbp/synthetic*.yaml): class-conditional NBP (first
+                    latent frame token by token, then one latent row per block), its NTP twin (block
+                    1x1x1, the same time) and a frame-prediction NBP model (2 latent frames = 5 pixel
+                    frames as the prefix); on a CPU with 2+ threads in two or three processes at once
+                    (lightning_modules/demo_lanes.py)
   sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
                     NBP and NTP sampling of the same batch timed -> speedup; both batches' colour check
   frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest and
@@ -204,28 +205,24 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
     return config
 
 
-def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str) -> dict:
-    from lightning_modules.demo_train import train_with_budget, validate
+def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: int) -> dict:
+    from lightning_modules.demo_lanes import TrainJob, plan_lanes, train_jobs
 
-    runs = {
+    configs = {
         "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
-        "ntp": _transformer_config("nbp/synthetic_ntp.yaml", caches, device),
         # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel
         "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
                                       context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1,
                                       arch=FRAME_MODEL_ARCH),
+        "ntp": _transformer_config("nbp/synthetic_ntp.yaml", caches, device),
     }
-    seconds = {"nbp": budget.model_seconds, "ntp": budget.model_seconds, "frames": budget.frames_seconds}
-    result = {}
-    for name, config in runs.items():
-        log(f"training the {name} transformer for {seconds[name]:.0f} s "
-            f"(block {config['model']['init_args']['overrides']['block']})")
-        trainer, module, data = train_with_budget(config, folder / name, seconds[name])
-        metrics = validate(trainer, module, data)
-        result[name] = {"val_bits_per_token": metrics.get("val/bits_per_token"), "steps": int(trainer.global_step),
-                        "path": str(folder / name / "checkpoints" / "model.pt"),
-                        "block": list(module.nbp_config.block), "decode_steps": module.nbp_config.decode_steps}
-    return result
+    # In this order two lanes train nbp beside frames, then ntp beside the rest of frames.
+    lanes, threads_per_lane = plan_lanes(device, threads, len(configs))
+    seconds = budget.transformer_seconds(lanes)
+    jobs = [TrainJob(name, config, folder / name, seconds[name]) for name, config in configs.items()]
+    results = train_jobs(jobs, lanes, threads_per_lane)
+    return {**{name: results[name] for name in ("nbp", "ntp", "frames")}, "lanes": lanes,
+            "threads_per_lane": threads_per_lane}
 
 
 def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: float, seed: int, device: str) -> dict:
@@ -370,7 +367,7 @@ def main(argv: list[str], prog: str = "nbp demo") -> int:
     results["tokenizer"] = runner.run("tokenizer", lambda f: stage_tokenizer(f, data_root, budget, device))
     tokenizer_path = Path(results["tokenizer"]["path"])
     results["tokens"] = runner.run("tokens", lambda f: stage_tokens(f, data_root, tokenizer_path, device))
-    results["nbp"] = runner.run("nbp", lambda f: stage_nbp(f, results["tokens"], budget, device))
+    results["nbp"] = runner.run("nbp", lambda f: stage_nbp(f, results["tokens"], budget, device, threads))
     results["sample"] = runner.run("sample", lambda f: stage_sample(f, results["nbp"], tokenizer_path, args.minutes,
                                                                     args.seed, device))
     results["frame_prediction"] = runner.run(

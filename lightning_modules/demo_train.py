@@ -87,13 +87,13 @@ def write_config(config: dict, path: Path) -> Path:
     return path
 
 
-def build(config_path: Path, budget_seconds: float):
+def build(config_path: Path, budget_seconds: float, callbacks: tuple[Callback, ...] = ()):
     """(trainer, model, datamodule) from a config file, exactly as `nbp train fit --config` would."""
     quiet_known_warnings()
     cli = NBPLightningCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         args=["--config", str(config_path)], run=False, save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [TimeBudgetSchedule(budget_seconds)]},
+        trainer_defaults={"callbacks": [TimeBudgetSchedule(budget_seconds), *callbacks]},
     )
     return cli.trainer, cli.model, cli.datamodule
 
@@ -114,10 +114,15 @@ def run_fit(trainer, model, datamodule) -> None:
         raise KeyboardInterrupt
 
 
-def train_with_budget(config: dict, folder: Path, budget_seconds: float) -> tuple:
-    """Fit the model of `config` for `budget_seconds` of wall-clock; returns (trainer, model, datamodule)."""
+def train_with_budget(config: dict, folder: Path, budget_seconds: float, callbacks: tuple[Callback, ...] = (),
+                      progress_bar: bool = True) -> tuple:
+    """Fit the model of `config` for `budget_seconds` of wall-clock; returns (trainer, model, datamodule).
+
+    callbacks: extra Lightning callbacks; progress_bar False for a run whose caller shows progress itself.
+    """
     config = copy.deepcopy(config)
     set_path(config, "trainer.default_root_dir", str(folder))
+    set_path(config, "trainer.enable_progress_bar", progress_bar)
     set_path(config, "trainer.max_time", max_time_string(budget_seconds))
     set_path(config, "trainer.max_steps", -1)
     set_path(config, "trainer.max_epochs", -1)
@@ -128,7 +133,7 @@ def train_with_budget(config: dict, folder: Path, budget_seconds: float) -> tupl
     config["trainer"].pop("check_val_every_n_epoch", None)
     config["trainer"].pop("callbacks", None)  # the LR monitor needs a schedule that we override
     config_path = write_config(config, folder / "config.yaml")
-    trainer, model, datamodule = build(config_path, budget_seconds)
+    trainer, model, datamodule = build(config_path, budget_seconds, callbacks)
     run_fit(trainer, model, datamodule)
     return trainer, model, datamodule
 
@@ -138,3 +143,13 @@ def validate(trainer, model, datamodule) -> dict[str, float]:
     trainer.limit_val_batches = 1.0
     metrics = trainer.validate(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in (metrics[0] if metrics else {}).items()}
+
+
+def train_transformer(config: dict, folder: Path, budget_seconds: float, callbacks: tuple[Callback, ...] = (),
+                      progress_bar: bool = True) -> dict:
+    """Train an NBP transformer config for `budget_seconds`, validate it; its numbers and exported model."""
+    trainer, module, data = train_with_budget(config, folder, budget_seconds, callbacks, progress_bar)
+    metrics = validate(trainer, module, data)
+    return {"val_bits_per_token": metrics.get("val/bits_per_token"), "steps": int(trainer.global_step),
+            "seconds": budget_seconds, "path": str(folder / "checkpoints" / "model.pt"),
+            "block": list(module.nbp_config.block), "decode_steps": module.nbp_config.decode_steps}

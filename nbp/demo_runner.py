@@ -122,3 +122,17 @@ class Budget:
     @property
     def frames_seconds(self) -> float:
         return self.frames_share * self.total_seconds
+
+    def transformer_seconds(self, lanes: int) -> dict[str, float]:
+        """Training seconds of the nbp, ntp and frames transformers when `lanes` of them train at once.
+
+        The stage lasts as long in every case: the three shares' sum. One lane: one model after
+        the other, each with its share. Two: the class pair one after the other in one lane (the
+        same time each, so they compare fairly), the frame model in the other, all stage long.
+        Three or more: all three, all stage long.
+        """
+        if lanes < 2:
+            return {"nbp": self.model_seconds, "ntp": self.model_seconds, "frames": self.frames_seconds}
+        stage = 2 * self.model_seconds + self.frames_seconds
+        pair = stage / 2 if lanes == 2 else stage
+        return {"nbp": pair, "ntp": pair, "frames": stage}

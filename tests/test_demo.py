@@ -1,7 +1,8 @@
 """`nbp demo` end to end in real processes, at a tiny budget: interrupted, resumed, reused.
 
 One fixture runs the demo three times into the same folder:
-1. interrupted by SIGINT (Ctrl-C) as soon as it starts the 'nbp' stage (training the transformers);
+1. interrupted by SIGINT (Ctrl-C) as soon as the 'nbp' stage (training the transformers) has started
+   its first worker process;
 2. a plain rerun, which must reuse the finished stages and complete the rest;
 3. another rerun, which must reuse everything and finish quickly.
 """
@@ -28,7 +29,8 @@ ALL_STAGES = FIRST_STAGES + ("nbp", "sample", "frame_prediction")
 
 
 def demo_command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "nbp", "demo", "--out", str(out), "--minutes", MINUTES, "--threads", "1"]
+    # 2 threads: the transformers train in two lanes, each in its own spawned process
+    return [sys.executable, "-m", "nbp", "demo", "--out", str(out), "--minutes", MINUTES, "--threads", "2"]
 
 
 def run_demo(out: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -57,16 +59,31 @@ def run_demo_until(out: Path, line: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(seen) + rest)
 
 
+def spawned_workers() -> list[str]:
+    """Command lines of live processes started by multiprocessing's "spawn" (the demo's training lanes)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if "spawn_main" in text:
+            found.append(text)
+    return found
+
+
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    interrupted = run_demo_until(out, "stage 'nbp': running")
+    interrupted = run_demo_until(out, "transformer for")
     markers_after_interrupt = {stage: (out / stage / "done.json").is_file() for stage in ALL_STAGES}
+    workers_after_interrupt = spawned_workers()
     completed, completed_seconds = run_demo(out)
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary_after_completion = json.loads((out / "summary.json").read_text())
     reused, reused_seconds = run_demo(out)
     return {"out": out, "interrupted": interrupted, "markers_after_interrupt": markers_after_interrupt,
+            "workers_after_interrupt": workers_after_interrupt,
             "completed": completed, "completed_seconds": completed_seconds,
             "summary_after_completion": summary_after_completion,
             "reused": reused, "reused_seconds": reused_seconds}
@@ -79,6 +96,7 @@ def test_interrupt_keeps_finished_stages(demo_runs):
     markers = demo_runs["markers_after_interrupt"]
     assert all(markers[stage] for stage in FIRST_STAGES), markers
     assert not any(markers[stage] for stage in ("nbp", "sample", "frame_prediction")), markers
+    assert demo_runs["workers_after_interrupt"] == []  # no training process outlived the demo
 
 
 def test_rerun_reuses_finished_stages_and_completes(demo_runs):
@@ -127,6 +145,11 @@ def test_summary_has_sane_numbers(demo_runs):
     assert 0.0 <= pred["objects"]["found"] <= 1.0
     # the frozen last context frame still shows every object of the clip (they only moved)
     assert pred["copy_last_frame"]["objects"]["found"] > 0.9 and pred["copy_last_frame"]["objects"]["centre_error_px"] > 0
+    # two lanes: the class twins one after the other beside the frame model, each twin half the stage
+    models = json.loads((demo_runs["out"] / "nbp" / "done.json").read_text())["result"]
+    assert models["lanes"] == 2 and models["threads_per_lane"] == 1
+    assert models["nbp"]["seconds"] == models["ntp"]["seconds"] == pytest.approx(models["frames"]["seconds"] / 2)
+    assert all(models[name]["steps"] > 0 for name in ("nbp", "ntp", "frames"))
     assert set(summary["stages"]) == set(ALL_STAGES)
     for name, path in summary["outputs"].items():
         assert Path(path).exists(), name
