@@ -12,6 +12,9 @@ Part 2 (`cache_vs_on_the_fly`): the same training step fed by (a) a token cache 
 (b) video files decoded and encoded by the tokenizer at every step, as the reference
 implementation did. A small synthetic dataset, tokenizer (random weights unless --tokenizer
 is given: encoding costs the same) and cache are written to a temporary folder first.
+Part 3 (`threads_vs_processes`, with --side-by-side N): one process with N threads against N
+processes with one thread each, timed over the same window (they wait for each other after the
+warm-up): what `nbp demo` gains by training its small transformers side by side on a CPU.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ def _build(spec: dict, device: torch.device):
     from nbp.config import NBPConfig
     from nbp.model import NBPTransformer
 
+    size = {k: spec[k] for k in ("n_layer", "n_head", "n_embd") if spec.get(k) is not None}
     config = NBPConfig.from_preset(spec["preset"], vocab_size=spec["vocab_size"], grid=tuple(spec["grid"]),
                                    block=tuple(spec["block"]), first_block=spec["first_block"], condition="class",
                                    num_classes=6, attn_backend=spec["backend"], dropout=0.0,
-                                   grad_checkpointing=spec["grad_checkpointing"])
+                                   grad_checkpointing=spec["grad_checkpointing"], **size)
     model = NBPTransformer(config).to(device).train()
     return config, model, build_adamw(model, lr=1e-4, weight_decay=0.01)
 
@@ -67,11 +71,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds for `steps` calls of step(batch) after `warmup` untimed ones (batches: an iterator)."""
+def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device, barrier=None) -> float:
+    """Seconds for `steps` calls of step(batch) after `warmup` untimed ones (batches: an iterator).
+
+    barrier: processes measured side by side all start timing together.
+    """
     for _ in range(warmup):
         step(next(batches))
     _sync(device)
+    if barrier is not None:
+        barrier.wait()
     start = time.perf_counter()
     for _ in range(steps):
         step(next(batches))
@@ -79,7 +88,7 @@ def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device) -
     return time.perf_counter() - start
 
 
-def measure_backend(spec: dict) -> dict:
+def measure_backend(spec: dict, barrier=None) -> dict:
     """Throughput of one backend on random tokens (runs in its own process)."""
     torch.manual_seed(0)
     device = torch.device(spec["device"])
@@ -92,7 +101,7 @@ def measure_backend(spec: dict) -> dict:
                    torch.randint(0, 6, (B,), device=device))
 
     seconds = _timed_steps(random_batches(), lambda b: _train_step(model, optimizer, config, *b, spec["precision"]),
-                           spec["warmup"], spec["steps"], device)
+                           spec["warmup"], spec["steps"], device, barrier)
     tokens = spec["steps"] * B * config.num_tokens
     peak, kind = _peak_memory_mb(device)
     return {"tokens_per_s": round(tokens / seconds, 1), "step_ms": round(1000 * seconds / spec["steps"], 2),
@@ -133,10 +142,10 @@ def measure_pipeline(spec: dict) -> dict:
             "peak_memory_kind": kind}
 
 
-def _child(fn_name: str, spec: dict, queue) -> None:
+def _child(fn_name: str, spec: dict, queue, barrier=None) -> None:
     torch.set_num_threads(spec["threads"])
     try:
-        queue.put(globals()[fn_name](spec))
+        queue.put(globals()[fn_name](spec, **({"barrier": barrier} if barrier is not None else {})))
     except Exception as err:  # report, do not hang the parent
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
 
@@ -149,6 +158,32 @@ def run_isolated(fn_name: str, spec: dict) -> dict:
     result = queue.get()
     proc.join()
     return result
+
+
+def run_side_by_side(fn_name: str, spec: dict, processes: int) -> list[dict]:
+    """`processes` copies of one measurement at the same time, each in its own process."""
+    ctx = mp.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(processes, timeout=600)
+    procs = [ctx.Process(target=_child, args=(fn_name, spec, queue, barrier)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return results
+
+
+def threads_vs_processes(spec: dict, count: int) -> dict:
+    """One process with `count` threads against `count` one-thread processes side by side (part 3)."""
+    one = run_isolated("measure_backend", {**spec, "threads": count})
+    apart = run_side_by_side("measure_backend", {**spec, "threads": 1}, count)
+    part = {"one_process": {"threads": count, **one}, "side_by_side": {"processes": count, "threads_each": 1,
+                                                                        "runs": apart}}
+    rates = [run.get("tokens_per_s") for run in apart]
+    if "tokens_per_s" in one and None not in rates:
+        part["side_by_side"]["total_tokens_per_s"] = round(sum(rates), 1)
+        part["total_speedup"] = round(sum(rates) / one["tokens_per_s"], 2)
+    return part
 
 
 def prepare_pipeline_inputs(folder: Path, tokenizer: str | None, frames: int, size: int, batch_size: int) -> dict:
@@ -184,6 +219,11 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     parser.add_argument("--precision", type=str, default="fp32", help="fp32 or bf16 (autocast)")
     parser.add_argument("--grad-checkpointing", type=bool, default=False)
+    parser.add_argument("--n-layer", type=int | None, default=None, help="override the preset's depth")
+    parser.add_argument("--n-head", type=int | None, default=None, help="override the preset's heads")
+    parser.add_argument("--n-embd", type=int | None, default=None, help="override the preset's width")
+    parser.add_argument("--side-by-side", type=int, default=0,
+                        help="part 3: one process with N threads against N one-thread processes (0: skip)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--on-the-fly", type=bool, default=True, help="also measure cache vs on-the-fly (part 2)")
     parser.add_argument("--tokenizer", type=str | None, default=None, help="tokenizer file for part 2")
@@ -200,13 +240,16 @@ def main(argv: list[str], prog: str = "nbp bench train") -> int:
         raise UserError(f"--precision {args.precision!r} is invalid; valid: fp32, bf16")
     if min(args.steps, args.batch_size) < 1 or args.warmup < 0:
         raise UserError("--steps and --batch-size must be >= 1 and --warmup >= 0")
+    if args.side_by_side < 0 or args.side_by_side == 1:
+        raise UserError(f"--side-by-side {args.side_by_side} is invalid; give 0 (skip) or a process count of 2 or more")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     spec = dict(preset=args.preset, device=args.device, grid=args.grid, block=args.block,
                 first_block=args.first_block, vocab_size=args.vocab_size, batch_size=args.batch_size,
                 steps=args.steps, warmup=args.warmup, precision=args.precision,
-                grad_checkpointing=args.grad_checkpointing, threads=args.threads)
+                grad_checkpointing=args.grad_checkpointing, threads=args.threads, n_layer=args.n_layer,
+                n_head=args.n_head, n_embd=args.n_embd)
     runnable = available_backends(device)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "threads": args.threads,
@@ -231,5 +274,7 @@ def main(argv: list[str], prog: str = "nbp bench train") -> int:
         if "tokens_per_s" in cache and "tokens_per_s" in fly:
             part["cache_speedup"] = round(cache["tokens_per_s"] / fly["tokens_per_s"], 2)
         report["cache_vs_on_the_fly"] = part
+    if args.side_by_side > 1:
+        report["threads_vs_processes"] = threads_vs_processes({**spec, "backend": "auto"}, args.side_by_side)
     print(json.dumps(report, indent=2))
     return 0
