@@ -7,6 +7,8 @@ and paths (what goes into summary.json).
 
 from __future__ import annotations
 
+import dataclasses
+
 import statistics
 import sys
 from pathlib import Path
@@ -162,8 +164,7 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
         "speedup": timings["ntp"]["sampling_seconds"] / max(timings["nbp"]["sampling_seconds"], 1e-9),
         "classes": list(class_names),
         "per_class": per_class,
-        "controls": {"temperature": controls.temperature, "top_k": controls.top_k, "top_p": controls.top_p,
-                     "cfg_scale": controls.cfg_scale},
+        "controls": dataclasses.asdict(controls),
         "outputs": {"samples_dir": str(folder), "samples_gif": str(gif), "samples_png": str(png),
                     "samples_ntp_png": str(ntp_png)},
         "files": files,
@@ -237,6 +238,7 @@ def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str]
         "psnr": scores["psnr"], "ssim": scores["ssim"], "objects": objects,
         "predicted_frames": truth.shape[2] - context, "context_frames": context, "videos": len(items),
         "copy_last_frame": {"psnr": baseline["psnr"], "ssim": baseline["ssim"], "objects": frozen_objects},
+        "controls": dataclasses.asdict(controls),
         "outputs": {"frame_prediction_dir": str(folder), "frame_prediction_gif": str(gif),
                     "frame_prediction_png": str(png)},
         "files": files,
