@@ -136,8 +136,9 @@ def test_summary_has_sane_numbers(demo_runs):
     configs = {name: load_model(summary["outputs"][name], "cpu").config
                for name in ("nbp_model", "ntp_model", "frames_model")}
     for name, config in configs.items():
-        # learned positions for the class models, 3D rotary ones for the frame model
+        # learned positions for the class models, 3D rotary ones for the frame model, which is wider
         assert config.vocab_size == 200 and config.arch == ("modern" if name == "frames_model" else "reference")
+        assert config.n_embd == (96 if name == "frames_model" else 64)  # the frame model is the wider one
     # class samples are guided (the class models learnt a null class); the frame model has no null context
     assert sample_stage["result"]["controls"]["cfg_scale"] == 2.0 and configs["nbp_model"].p_uncond > 0
     pred = summary["frame_prediction"]
