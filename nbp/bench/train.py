@@ -150,20 +150,14 @@ def _child(fn_name: str, spec: dict, queue, barrier=None) -> None:
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
 
 
-def run_isolated(fn_name: str, spec: dict) -> dict:
+def run_in_processes(fn_name: str, spec: dict, processes: int = 1) -> list[dict]:
+    """`processes` copies of one measurement at the same time, each in a fresh process.
+
+    With more than one they wait for each other after the warm-up, so they are timed together.
+    """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn_name, spec, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
-def run_side_by_side(fn_name: str, spec: dict, processes: int) -> list[dict]:
-    """`processes` copies of one measurement at the same time, each in its own process."""
-    ctx = mp.get_context("spawn")
-    queue, barrier = ctx.Queue(), ctx.Barrier(processes, timeout=600)
+    barrier = ctx.Barrier(processes, timeout=600) if processes > 1 else None
     procs = [ctx.Process(target=_child, args=(fn_name, spec, queue, barrier)) for _ in range(processes)]
     for proc in procs:
         proc.start()
@@ -173,10 +167,14 @@ def run_side_by_side(fn_name: str, spec: dict, processes: int) -> list[dict]:
     return results
 
 
+def run_isolated(fn_name: str, spec: dict) -> dict:
+    return run_in_processes(fn_name, spec)[0]
+
+
 def threads_vs_processes(spec: dict, count: int) -> dict:
     """One process with `count` threads against `count` one-thread processes side by side (part 3)."""
     one = run_isolated("measure_backend", {**spec, "threads": count})
-    apart = run_side_by_side("measure_backend", {**spec, "threads": 1}, count)
+    apart = run_in_processes("measure_backend", {**spec, "threads": 1}, count)
     part = {"one_process": {"threads": count, **one}, "side_by_side": {"processes": count, "threads_each": 1,
                                                                         "runs": apart}}
     rates = [run.get("tokens_per_s") for run in apart]
