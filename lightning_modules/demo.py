@@ -229,8 +229,7 @@ def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: 
     seconds = budget.transformer_seconds(lanes)
     jobs = [TrainJob(name, config, folder / name, seconds[name]) for name, config in configs.items()]
     results = train_jobs(jobs, lanes, threads_per_lane)
-    return {**{name: results[name] for name in ("nbp", "ntp", "frames")}, "lanes": lanes,
-            "threads_per_lane": threads_per_lane}
+    return {**results, "lanes": lanes, "threads_per_lane": threads_per_lane}
 
 
 def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: float, seed: int, device: str) -> dict:

@@ -8,7 +8,6 @@ and paths (what goes into summary.json).
 from __future__ import annotations
 
 import dataclasses
-
 import statistics
 import sys
 from pathlib import Path

@@ -109,7 +109,7 @@ def measure_backend(spec: dict, barrier=None) -> dict:
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
 
 
-def measure_pipeline(spec: dict) -> dict:
+def measure_pipeline(spec: dict, barrier=None) -> dict:
     """Training fed from the token cache, or from video files encoded at every step (own process)."""
     from nbp.commands.tokenize import encode_videos, load_tokenizer
     from nbp.data import DatasetConfig, build_dataset
@@ -135,7 +135,7 @@ def measure_pipeline(spec: dict) -> dict:
                 yield to_tokens(batch).to(device), labels
 
     seconds = _timed_steps(batches(), lambda b: _train_step(model, optimizer, config, *b, spec["precision"]),
-                           spec["warmup"], spec["steps"], device)
+                           spec["warmup"], spec["steps"], device, barrier)
     peak, kind = _peak_memory_mb(device)
     return {"tokens_per_s": round(spec["steps"] * B * config.num_tokens / seconds, 1),
             "step_ms": round(1000 * seconds / spec["steps"], 2), "peak_memory_mb": round(peak, 1),
@@ -145,7 +145,7 @@ def measure_pipeline(spec: dict) -> dict:
 def _child(fn_name: str, spec: dict, queue, barrier=None) -> None:
     torch.set_num_threads(spec["threads"])
     try:
-        queue.put(globals()[fn_name](spec, **({"barrier": barrier} if barrier is not None else {})))
+        queue.put(globals()[fn_name](spec, barrier))
     except Exception as err:  # report, do not hang the parent
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
 
