@@ -141,11 +141,13 @@ def test_summary_has_sane_numbers(demo_runs):
         assert config.n_embd == (96 if name == "frames_model" else 64)  # the frame model is the wider one
     # class samples are guided (the class models learnt a null class); the frame model has no null context
     assert sample_stage["result"]["controls"]["cfg_scale"] == 2.0 and configs["nbp_model"].p_uncond > 0
+    assert sample_stage["result"]["controls"]["top_k"] == 20  # the class samples cut the rare codes' tail
     pred = summary["frame_prediction"]
     # the frame model samples cooler than the class models: its context decides the motion
     prediction_stage = json.loads((demo_runs["out"] / "frame_prediction" / "done.json").read_text())
     assert prediction_stage["result"]["controls"]["temperature"] == 0.7
     assert prediction_stage["result"]["controls"]["cfg_scale"] == 1.0
+    assert prediction_stage["result"]["controls"]["top_k"] == 50
     assert math.isfinite(pred["psnr"]) and pred["psnr"] > 0 and -1.0 <= pred["ssim"] <= 1.0
     assert 0.0 <= pred["objects"]["found"] <= 1.0
     # the frozen last context frame still shows every object of the clip (they only moved)
