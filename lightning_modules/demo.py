@@ -222,9 +222,11 @@ def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: 
 
     configs = {
         "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
-        # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel
+        # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel;
+        # and no class to add everywhere: the frame model's condition is the context frames
         "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
                                       context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1,
+                                      class_every_position=False,
                                       **FRAME_MODEL_OVERRIDES),
         "ntp": _transformer_config("nbp/synthetic_ntp.yaml", caches, device),
     }

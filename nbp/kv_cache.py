@@ -30,6 +30,7 @@ class KVCache:
         self.pos = 0  # positions already written (the same for every layer), on the host
         self.device_pos = torch.zeros((), dtype=torch.long, device=device)  # the same, on the device
         self.key_positions = torch.arange(max_len, device=device)
+        self.condition = None  # (B, 1, C) that every input adds, for models that add their class everywhere
         if torch.device(device or "cpu").type == "cuda":
             # tell torch.compile the buffers never move, so CUDA graphs use them in place
             for buf in [*self.k, *self.v, self.device_pos, self.key_positions]:
@@ -74,6 +75,19 @@ class KVCache:
     def advance(self, length: int) -> None:
         self.pos += length
         self.device_pos.add_(length)
+
+    def hold_condition(self, vector: torch.Tensor) -> None:
+        """Keep the vector (B, 1, C) that each decoding step adds to its inputs until the next prefill.
+
+        Later sequences of the same batch copy into the same tensor, so a compiled step keeps reading
+        one buffer instead of being traced again.
+        """
+        if self.condition is None or self.condition.shape != vector.shape or self.condition.dtype != vector.dtype:
+            self.condition = vector.detach().clone()
+            if self.condition.device.type == "cuda":
+                torch._dynamo.mark_static_address(self.condition)
+        else:
+            self.condition.copy_(vector)
 
     def reset(self) -> None:
         """Start a new sequence; the old contents are simply overwritten later."""

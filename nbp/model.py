@@ -256,6 +256,10 @@ class NBPTransformer(nn.Module):
             return self.tok_emb(cond)
         return None
 
+    def _add_class(self, x: torch.Tensor, class_vector: torch.Tensor | None) -> torch.Tensor:
+        """With class_every_position, every input position also carries the class embedding (B, 1, C)."""
+        return x + class_vector if self.config.class_every_position else x
+
     # ------------------------------------------------------------------ training forward
 
     def backend_for(self, device: torch.device) -> str:
@@ -272,7 +276,8 @@ class NBPTransformer(nn.Module):
         if self.training:
             cond = self.drop_condition(cond)
 
-        parts = [self._embed_prefix(cond)]
+        prefix = self._embed_prefix(cond)
+        parts = [prefix]
         if self.config.first_block == "start_block":
             parts.append(self.start_emb.expand(B, -1, -1))
         else:
@@ -280,7 +285,7 @@ class NBPTransformer(nn.Module):
         parts.append(self.tok_emb(video[:, K - L : N - L]))
         x = torch.cat([p for p in parts if p is not None], dim=1)
         x, rope = self._positions(x, slice(0, self.seq_len))
-        x = self.drop(x)
+        x = self.drop(self._add_class(x, prefix))
 
         backend = self.backend_for(video.device)
         autocast = torch.is_autocast_enabled(video.device.type)
@@ -319,6 +324,7 @@ class NBPTransformer(nn.Module):
     def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:
         """Eager decoding: write by slice at the host position, attend to the filled part of the cache."""
         x, rope = self._positions(x, slice(cache.pos, cache.pos + x.shape[1]))
+        x = self._add_class(x, cache.condition)
         backend = "sdpa" if mask is not None else self.backend_for(x.device)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, backend, rope, cache, layer)
@@ -331,6 +337,7 @@ class NBPTransformer(nn.Module):
         n = tokens.shape[1]
         index = cache.step_index(n)
         x, rope = self._positions(self.tok_emb(tokens), index)
+        x = self._add_class(x, cache.condition)
         mask = cache.valid_keys(n)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, "sdpa", rope, cache, layer, index)
@@ -352,7 +359,10 @@ class NBPTransformer(nn.Module):
         B = cache.batch_size
         self._check_cond(cond, B)
         cache.reset()
-        parts = [self._embed_prefix(cond)]
+        prefix = self._embed_prefix(cond)
+        if self.config.class_every_position:
+            cache.hold_condition(prefix)
+        parts = [prefix]
         if self.config.first_block == "start_block":
             parts.append(self.start_emb.expand(B, -1, -1))
         else:

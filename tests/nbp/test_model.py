@@ -160,10 +160,10 @@ def test_bad_condition_is_a_user_error():
 # ----------------------------------------------------------------------------- cached decoding
 
 
-def teacher_forced_decode(model, video, cond):
+def teacher_forced_decode(model, video, cond, cache=None):
     """prefill + step over the true tokens, concatenating the logits of every call."""
     L, n, K = model.block_len, model.layout.num_blocks, model.config.token_by_token
-    cache = model.new_cache(video.shape[0])
+    cache = cache or model.new_cache(video.shape[0])
     buffers = [t.data_ptr() for t in cache.k + cache.v]
     outs = [model.prefill(cond, cache)]
     for i in range(K - 1):  # hybrid: the start block goes in one token at a time
@@ -185,6 +185,8 @@ DECODE_CASES = [
     dict(block=(1, 2, 4), condition="frames", context_frames=1),  # the K600 setting
     dict(grid=(4, 4, 4), block=(2, 2, 2), arch="modern", first_block="hybrid", tie_head=True),
     dict(block=(1, 1, 1), arch="modern", condition="class"),  # next-token prediction
+    dict(block=(1, 1, 4), first_block="hybrid", hybrid_blocks=4, condition="class", arch="modern",
+         class_every_position=True),  # the demo's class models
 ]
 
 
@@ -197,17 +199,34 @@ def test_prefill_and_step_equal_forward(case):
     assert calls == model.config.decode_steps
 
 
-def test_compiled_static_step_needs_two_graphs_and_equals_forward():
+@pytest.mark.parametrize("class_every_position", [False, True])
+def test_compiled_static_step_needs_two_graphs_and_equals_forward(class_every_position):
     from torch._dynamo.testing import CompileCounter
 
-    model = make(block=(1, 2, 2), first_block="hybrid", condition="class", arch="modern")
-    video, cond = tokens(model), sample_cond(model, 2)
+    model = make(block=(1, 2, 2), first_block="hybrid", condition="class", arch="modern",
+                 class_every_position=class_every_position)
+    video = tokens(model)
     graphs = CompileCounter()  # counts compiled graphs and runs them as they are
     model.compile_step(backend=graphs)
-    for _ in range(2):  # a second video reuses the graphs
-        decoded, _ = teacher_forced_decode(model, video, cond)
+    cache = model.new_cache(2)
+    for seed in (1, 2):  # a second video, of other classes, reuses the cache and the graphs
+        cond = sample_cond(model, 2, seed=seed)
+        decoded, _ = teacher_forced_decode(model, video, cond, cache)
         torch.testing.assert_close(decoded, model(video, cond), atol=1e-5, rtol=1e-5)
     assert graphs.frame_count == 2  # one token (first block) and one block, whatever the position
+
+
+def test_class_every_position_adds_the_class_embedding_to_every_input():
+    on = make(block=(1, 1, 4), condition="class", arch="modern", class_every_position=True)
+    off = NBPTransformer(on.config.replace(class_every_position=False)).eval()
+    off.load_state_dict(on.state_dict())  # the switch adds no weights
+    video, cond = tokens(on), torch.tensor([0, 2])
+    inputs = {}
+    for name, model in (("on", on), ("off", off)):
+        model.blocks[0].register_forward_pre_hook(lambda _, args, name=name: inputs.update({name: args[0]}))
+        model(video, cond)
+    expected = on.class_emb(cond)[:, None].expand(-1, on.seq_len, -1)
+    torch.testing.assert_close(inputs["on"] - inputs["off"], expected, atol=1e-6, rtol=0)
 
 
 def test_compile_switch_wraps_the_blocks():
@@ -301,6 +320,7 @@ def test_a_few_steps_reduce_the_loss():
         (dict(p_uncond=1.5), "p_uncond"),
         (dict(attn_backend="flash"), "attn_backend"),
         (dict(arch="mamba"), "arch"),
+        (dict(class_every_position=True), "class_every_position"),  # an unconditional model has no class
         (dict(hybrid_blocks=2), "hybrid_blocks"),  # start_block mode has no token-by-token blocks
         (dict(first_block="hybrid", hybrid_blocks=13), "hybrid_blocks"),  # only 12 blocks
         (dict(first_block="hybrid", hybrid_blocks=0), "hybrid_blocks"),

@@ -58,8 +58,9 @@ def test_cached_decoding_equals_recomputing_the_whole_sequence(layout, condition
     assert torch.equal(cached, recomputed)
 
 
-def test_cached_guided_decoding_equals_recompute():
-    model = tiny_model("hybrid_rows", "class")
+@pytest.mark.parametrize("class_every_position", [False, True])
+def test_cached_guided_decoding_equals_recompute(class_every_position):
+    model = tiny_model("hybrid_rows", "class", class_every_position=class_every_position)
     controls = SamplingControls(cfg_scale=3.0, cfg_ramp=True, top_k=10)
     cond = condition_for(model)
     assert torch.equal(run(model, cond, controls)[0], run(model, cond, controls, decoder="recompute")[0])
