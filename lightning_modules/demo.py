@@ -282,7 +282,8 @@ def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float)
                 "sampling_seconds": sample[name]["sampling_seconds"],
                 "train_steps": models[name]["steps"], "block": models[name]["block"],
                 # .get: absent from a sample stage finished by an older release
-                "colours_right": sample[name].get("colours_right"), "objects_right": sample[name].get("objects_right")}
+                "colours_right": sample[name].get("colours_right"), "objects_right": sample[name].get("objects_right"),
+                "counts_right": sample[name].get("counts_right")}
 
     outputs = {"dataset": results["data"]["root"], "tokenizer": tok["path"],
                "nbp_model": models["nbp"]["path"], "ntp_model": models["ntp"]["path"],
@@ -329,6 +330,8 @@ def summary_table(summary: dict) -> str:
         ("speedup (NTP s / NBP s)", f"{summary['speedup']:.1f}x"),
         ("frames, right object count", f"NBP {_percent(nbp['objects_right'])}   NTP {_percent(ntp['objects_right'])}   "
                                        f"(tokenizer reconstructions: {_percent(tok['objects_right'])})"),
+        ("samples, right object count", f"NBP {_percent(nbp.get('counts_right'))}   "
+                                        f"NTP {_percent(ntp.get('counts_right'))}   (the count of most frames)"),
         ("samples, right colours", f"NBP {_percent(nbp['colours_right'])}   NTP {_percent(ntp['colours_right'])}   "
                                    "(the class's colours, all clip long; real videos: 100%)"),
         ("frame prediction", f"PSNR {pred['psnr']:.2f} dB   SSIM {pred['ssim']:.3f}   (freezing the last "

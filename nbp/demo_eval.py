@@ -109,6 +109,14 @@ def objects_right(videos: torch.Tensor, objects: list[int]) -> float:
     return float(object_count_hits(videos, objects).mean()) if len(videos) else 0.0
 
 
+def counts_right(videos: torch.Tensor, objects: list[int]) -> float:
+    """Fraction of uint8 (B, C, T, H, W) videos whose most frequent per-frame object count (a tie goes
+    to the smaller) is their class's: what a person watching the clip sees, where `objects_right`
+    also counts every one-frame flicker."""
+    hits = [np.bincount(count_objects(clip)).argmax() == n for clip, n in zip(_clips(videos), objects)]
+    return float(np.mean(hits)) if hits else 0.0
+
+
 @torch.no_grad()
 def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_class: int, folder: Path,
                   controls: SamplingControls, seed: int = 0, fps: int = 8,
@@ -117,8 +125,8 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
 
     Both models sample the same batch (every class, `per_class` each) with the same controls;
     speedup = NTP seconds / NBP seconds of that batch, each the median of TIMING_ROUNDS runs.
-    With `objects_per_class` (synthetic classes) each model also gets `colours_right` and
-    `objects_right` (see those functions).
+    With `objects_per_class` (synthetic classes) each model also gets `colours_right`,
+    `objects_right` and `counts_right` (see those functions).
     """
     check_compatible(nbp_model, tokenizer)
     cond = torch.arange(len(class_names)).repeat_interleave(per_class)
@@ -145,6 +153,7 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
         for name, batch in (("nbp", videos), ("ntp", ntp_videos)):
             timings[name]["colours_right"] = colours_right(batch, expected)
             timings[name]["objects_right"] = objects_right(batch, expected)
+            timings[name]["counts_right"] = counts_right(batch, expected)
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -169,19 +170,23 @@ def test_videos_decode_and_carry_class_names(demo_runs):
     samples = sorted((out / "sample" / "videos").glob("*.mp4"))
     classes = {path.stem.rsplit("_", 1)[0] for path in samples}
     assert classes == set(CLASS_NAMES)
-    colours, frames = [], []
+    colours, frames, counts = [], [], []
     for path in samples:
         reader = decord.VideoReader(str(path))
         assert len(reader) == 17 and reader[0].shape == (32, 32, 3), path
         class_id = CLASS_NAMES.index(path.stem.rsplit("_", 1)[0])
         clip = reader.get_batch(range(17)).asnumpy()
         colours.append(shown_colours(clip) == class_colours(class_id))
-        frames.extend(count_objects(clip) == num_objects(class_id))
+        per_frame = count_objects(clip)
+        frames.extend(per_frame == num_objects(class_id))
+        values, times = np.unique(per_frame, return_counts=True)  # ascending: a tie goes to the smaller
+        counts.append(values[times.argmax()] == num_objects(class_id))
     # The summary's checks, recounted from the written files (H.264 may move a borderline pixel).
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nbp"]["colours_right"] == pytest.approx(sum(colours) / len(colours), abs=1.5 / len(colours))
     assert summary["nbp"]["objects_right"] == pytest.approx(sum(frames) / len(frames), abs=3.5 / len(frames))
-    for key in ("colours_right", "objects_right"):
+    assert summary["nbp"]["counts_right"] == pytest.approx(sum(counts) / len(counts), abs=1.5 / len(counts))
+    for key in ("colours_right", "objects_right", "counts_right"):
         assert 0.0 <= summary["ntp"][key] <= 1.0
     assert 0.0 <= summary["tokenizer"]["objects_right"] <= 1.0  # seconds of training: often 0 here
     predictions = sorted((out / "frame_prediction" / "videos").glob("*.mp4"))
@@ -252,6 +257,24 @@ def test_sample_checks_see_colour_changes_and_extra_objects():
     assert hits.tolist() == [True] * 12 + [False, False] + [True] * 4
     assert objects_right(videos, [2, 2, 2]) == pytest.approx(16 / 18)
     assert objects_right(videos, [1, 1, 1]) == 0.0 and colours_right(videos, [3, 3, 3]) == 0.0
+
+
+def test_counts_right_goes_by_the_count_of_most_frames():
+    from nbp.data.synthetic import COLOURS
+    from nbp.demo_eval import counts_right
+
+    right = _two_squares()
+    flicker = right.clone()  # a third object in 2 of 6 frames: most frames still show two
+    flicker[:, :2, 2:8, 20:26] = torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)
+    lost = right.clone()  # the green square gone from frame 2 on: most frames show one
+    lost[:, 2:] = 0
+    lost[:, 2:, 4:10, 4:10] = torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)
+    tie = right.clone()  # 3 frames of two, 3 of one: a tie goes to the smaller count
+    tie[:, 3:] = 0
+    tie[:, 3:, 4:10, 4:10] = torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)
+    videos = torch.stack([right, flicker, lost, tie])
+    assert counts_right(videos, [2, 2, 2, 2]) == pytest.approx(2 / 4)
+    assert counts_right(videos[2:], [1, 1]) == 1.0
 
 
 class _LosslessCodec:
