@@ -83,9 +83,9 @@ MODEL_LR = 3e-3
 # NBP models checked (192 samples each): frames with the class's number of objects 77 -> 79%, 65 -> 69%
 # and 73 -> 78% for three 15-minute demos' models, 61/69/57 -> 63/72/58% for three 135-s ones.
 # Top-k 20 instead of 50 for the class samples: it cuts the tail of rare codes that put a stray piece of
-# an object somewhere. The two NBP models of this release's demos, 384 samples each: frames with the
-# class's number of objects 82 -> 85% and 82 -> 83%, samples right in all 17 frames 29 -> 34% and
-# 30 -> 32%; the NTP twins (192 samples) 83 -> 82% and 84 -> 87%. Top-k 10 was no better than 20.
+# an object somewhere. The two release NBP models before class_every_position, 384 samples each: frames
+# with the class's number of objects 82 -> 85% and 82 -> 83%, samples right in all 17 frames 29 -> 34%
+# and 30 -> 32%; the NTP twins (192 samples) 83 -> 82% and 84 -> 87%. Top-k 10 was no better than 20.
 # The frame model is trained without a null context (p_uncond 0), so it samples unguided, and cooler: its
 # context decides the motion, so randomness only scatters the objects. Temperature 0.7 instead of 1, four
 # frame models of 15-minute demos, 48 held-out videos each: predicted centres 0.1-0.75 px closer to the real
