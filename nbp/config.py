@@ -37,8 +37,9 @@ class NBPConfig:
     num_classes: int = 101
     context_frames: int = 0  # latent frames given as the prefix when condition == "frames"
     p_uncond: float = 0.1  # probability of replacing the condition by the null one in training (for CFG)
-    # class models: add the class embedding to every input position too, not only as the prefix token;
-    # measured on the demo's tiny models, it keeps the class's number of objects in more frames
+    # class models: add the class embedding to every input position too, not only as the prefix token,
+    # so a small model need not look far back for it (the demo's models: lower loss, and the NTP twin no
+    # longer loses objects late in the clip)
     class_every_position: bool = False
     # transformer
     n_layer: int = 24
