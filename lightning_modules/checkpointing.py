@@ -210,3 +210,47 @@ def swap_into_place(new: Path, target: Path) -> None:
     os.replace(new, target)
     if old.exists():
         shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """A checkpoint written by `nbp train`, without its weights: hyper_parameters, callbacks, loops, ...
+
+    Memory-mapped, so reading a 3B-parameter file costs no more than a small one. Sharded FSDP
+    checkpoints keep this in the folder's meta.pt. Raises UserError for anything else.
+    """
+    from nbp.errors import UserError
+
+    path = Path(path)
+    file = path / "meta.pt" if path.is_dir() else path
+    if path.is_dir() and (path / "latest").is_file():
+        return {"deepspeed": True}  # DeepSpeed folders keep the module state in per-rank files
+    if not is_complete_checkpoint(path):
+        raise UserError(f"{path} is not a checkpoint written by nbp train (not a complete torch file or "
+                        f"checkpoint folder); give last, best, hpc or the path of a .ckpt")
+    try:
+        # Our checkpoints hold plain data only, so nothing here needs full unpickling; weights memory-mapped.
+        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=not path.is_dir())
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise UserError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt and "state_dict" not in ckpt:
+        raise UserError(f"{path} is not a Lightning checkpoint written by nbp train (model.pt and "
+                        f"tokenizer.pt files are for nbp sample / nbp tokenize)")
+    ckpt.pop("state_dict", None)
+    ckpt.pop("optimizer_states", None)
+    return ckpt
+
+
+def find_best_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The best checkpoint a run in `folder` recorded (its checkpoint callback's best_model_path).
+
+    Lightning only knows "best" inside the process that trained; a new `nbp train validate
+    --ckpt_path best` reads it from the newest checkpoint's saved callback state instead.
+    """
+    newest = find_last_checkpoint(folder)
+    if newest is None:
+        return None
+    for key, state in read_checkpoint_meta(newest).get("callbacks", {}).items():
+        best = state.get("best_model_path") if isinstance(state, dict) and "Checkpoint" in str(key) else None
+        if best and is_complete_checkpoint(best):
+            return Path(best)
+    return None

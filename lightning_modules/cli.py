@@ -8,7 +8,10 @@ Every run also gets, configurable under their own config keys:
   `--ckpt_path last` resumes from the newest complete one;
 - `nan_guard:` stop on a NaN/Inf loss before the bad update (`NonFiniteLossGuard`);
 - `throughput:` samples/s, tokens/s and peak memory in the logs (`ThroughputMonitor`);
-- `step_seed:` RNG reseeded per batch from its position, for exact resume (`StepSeed`).
+- `step_seed:` RNG reseeded per batch from its position, for exact resume (`StepSeed`);
+- `interrupt:` Ctrl-C finishes the step, writes last.ckpt and exits 130 (`StopOnInterrupt`).
+`--ckpt_path` takes last, best, hpc or the path of any checkpoint `nbp train` wrote; the model is
+built from the config and the checkpoint must be of the same module and architecture.
 Strategies: `--trainer.strategy ddp | fsdp_blocks | fsdp_hybrid_blocks` or a class path from
 `lightning_modules.strategies` (see that module).
 """
@@ -16,14 +19,22 @@ Strategies: `--trainer.strategy ddp | fsdp_blocks | fsdp_hybrid_blocks` or a cla
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.trainer.states import TrainerStatus
 
 import lightning_modules.strategies  # noqa: F401  (registers the short strategy names)
 from lightning_modules.callbacks import NonFiniteLossGuard, ThroughputMonitor
-from lightning_modules.checkpointing import PeriodicCheckpoint
+from lightning_modules.checkpointing import PeriodicCheckpoint, find_best_checkpoint, read_checkpoint_meta
+from lightning_modules.interrupt import StopOnInterrupt
 from lightning_modules.resumable import StepSeed
+from nbp.errors import UserError
+
+# How a checkpoint without a stored class path shows which module wrote it.
+MODULE_MARKERS = {"lightning_modules.nbp_module.NBPModule": "nbp_config",
+                  "lightning_modules.tokenizer_module.TokenizerModule": "tokenizer_config"}
 
 
 class NBPLightningCLI(LightningCLI):
@@ -32,6 +43,37 @@ class NBPLightningCLI(LightningCLI):
         parser.add_lightning_class_args(NonFiniteLossGuard, "nan_guard")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.add_lightning_class_args(StepSeed, "step_seed")
+        parser.add_lightning_class_args(StopOnInterrupt, "interrupt")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning would feed the checkpoint's saved hyperparameters back into the model constructor
+        # (which fails on the derived ones, and would silently replace the config's model by the
+        # checkpoint's). The config defines the run; here we only resolve "best" and check, before
+        # anything is built, that the file is a checkpoint of the module the config trains.
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if not ckpt_path or ckpt_path in ("last", "hpc"):
+            return
+        if ckpt_path == "best":
+            folder = config.checkpoint.dirpath or Path(config.trainer.default_root_dir or ".") / "checkpoints"
+            best = find_best_checkpoint(folder)
+            if best is None:
+                raise UserError(f"--ckpt_path best: no checkpoint in {folder} records a best one; give last or a path")
+            config.ckpt_path = ckpt_path = str(best)
+        if not Path(ckpt_path).exists():
+            raise UserError(f"--ckpt_path {ckpt_path}: no such file or folder; give last, best, hpc or the path "
+                            f"of a checkpoint written by nbp train")
+        check_checkpoint_kind(ckpt_path, config.model.get("class_path") if config.get("model") else None)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after its graceful shutdown; `nbp` reports every
+            # interrupt the same way ("nbp: interrupted", exit 130).
+            if self.trainer.state.status == TrainerStatus.INTERRUPTED:
+                raise KeyboardInterrupt from None
+            raise
 
     def before_instantiate_classes(self) -> None:
         # Per-batch seeds follow the run's seed (already resolved to an int by LightningCLI), so
@@ -40,6 +82,20 @@ class NBPLightningCLI(LightningCLI):
         seed = config.get("seed_everything")
         if config.step_seed.seed is None and isinstance(seed, int) and not isinstance(seed, bool):
             config.step_seed.seed = seed
+
+
+def check_checkpoint_kind(path: str, model_class_path: str | None) -> None:
+    """UserError unless `path` is a Lightning checkpoint of `model_class_path` (when that is known)."""
+    meta = read_checkpoint_meta(path)
+    if meta.get("deepspeed") or not model_class_path:
+        return
+    hparams = meta.get("hyper_parameters") or {}
+    stored = hparams.get("_class_path")
+    if stored is None:
+        stored = next((cls for cls, key in MODULE_MARKERS.items() if key in hparams or key in meta), None)
+    if stored is not None and stored != model_class_path:
+        raise UserError(f"{path} is a checkpoint of {stored.rpartition('.')[2]}, but the config trains "
+                        f"{model_class_path.rpartition('.')[2]}; give a checkpoint of the same kind of model")
 
 
 def quiet_known_warnings() -> None:

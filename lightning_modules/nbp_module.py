@@ -25,13 +25,15 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import build_adamw, build_warmup_cosine
+from lightning_modules.optim import announce_kernel, build_adamw, build_warmup_cosine
 from nbp.config import NBPConfig
 from nbp.errors import UserError
 from nbp.model_file import load_model_file, save_model_file
 from nbp.model import NBPTransformer
 
 FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
+# NBPConfig fields that only change how a model trains or runs, not what its weights mean.
+RUNTIME_FIELDS = ("attn_backend", "dropout", "p_uncond", "grad_checkpointing", "compile")
 
 
 class NBPModule(L.LightningModule):
@@ -169,14 +171,27 @@ class NBPModule(L.LightningModule):
         self._last_step_time = None  # do not count validation or epoch set-up as training time
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict, prefix: str) -> None:
         if batch["tokens"].shape[0] == 0:
             return
         loss, metrics, _ = self._loss_and_metrics(batch)
         size = batch["tokens"].shape[0]
-        self.log("val/loss", loss, batch_size=size, sync_dist=True)
-        self.log("val/bits_per_token", loss / math.log(2), batch_size=size, prog_bar=True, sync_dist=True)
-        self.log("val/top1", metrics["top1"], batch_size=size, sync_dist=True)
-        self.log("val/top5", metrics["top5"], batch_size=size, sync_dist=True)
+        self.log(f"{prefix}/loss", loss, batch_size=size, sync_dist=True)
+        self.log(f"{prefix}/bits_per_token", loss / math.log(2), batch_size=size, prog_bar=True, sync_dist=True)
+        self.log(f"{prefix}/top1", metrics["top1"], batch_size=size, sync_dist=True)
+        self.log(f"{prefix}/top5", metrics["top5"], batch_size=size, sync_dist=True)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Per video: bits per generated token under the model (its compression of that video), and its label."""
+        video, cond = self.split_batch(batch)
+        logits = self.model(video, cond).float()
+        nll = F.cross_entropy(logits.transpose(1, 2), video, reduction="none").mean(dim=1)
+        return {"bits_per_token": nll / math.log(2), "label": batch["label"]}
 
     # ------------------------------------------------------------------ optimisation
 
@@ -191,11 +206,34 @@ class NBPModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = build_adamw(self.model, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        clip = self.trainer.gradient_clip_val if self._trainer is not None else None
+        kernel = announce_kernel(self._trainer, list(self.model.parameters()), clip)
+        optimizer = build_adamw(self.model, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
+                                kernel=kernel)
         scheduler = build_warmup_cosine(optimizer, hp.warmup_steps, self._total_steps(), hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Under FSDP each rank holds a shard of every gradient: the norm must be reduced across ranks,
+        # which only the root FSDP module's clip_grad_norm_ does (Lightning's FSDP plugin refuses "norm").
+        root = self.trainer.strategy.model if self._trainer is not None else None
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and hasattr(root, "clip_grad_norm_"):
+            root.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     # ------------------------------------------------------------------ export and loading
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stored = (checkpoint.get("hyper_parameters") or {}).get("nbp_config")
+        if stored is None:
+            raise UserError("--ckpt_path: the checkpoint is not one of NBPModule (no nbp_config in its hyperparameters)")
+        ours = self.nbp_config.to_dict()
+        differ = sorted(k for k, v in ours.items() if k not in RUNTIME_FIELDS and stored.get(k) != v)
+        if differ:
+            shown = ", ".join(f"{k}: checkpoint {stored.get(k)!r}, config {ours[k]!r}" for k in differ)
+            raise UserError(f"--ckpt_path: the checkpoint's model differs from the config's ({shown}); "
+                            f"use the config it was trained with")
 
     def on_fit_end(self) -> None:
         if not self.hparams.export_name or self._trainer is None:

@@ -43,13 +43,48 @@ def fused_available(params: list[torch.Tensor]) -> bool:
     return bool(params) and all(p.is_floating_point() for p in params) and devices in ({"cpu"}, {"cuda"})
 
 
-def build_adamw(model: nn.Module, lr: float, weight_decay: float,
-                betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
+def adam_kernel(params: list[torch.Tensor], precision: str = "32-true", clip: float | None = None) -> tuple[str, str]:
+    """The fastest Adam(W) implementation Lightning will train with: ("fused" | "foreach", why).
+
+    The one place this is decided. Fused Adam unscales mixed-precision gradients inside its own
+    step (torch marks it `_step_supports_amp_scaling`), so the gradients are never unscaled before
+    clipping; Lightning's mixed-precision plugin therefore refuses to clip them ("does not allow
+    for gradient clipping"), for 16-mixed and bf16-mixed alike. So: fused unless the run is mixed
+    precision with gradient clipping on, then foreach (one kernel per group of tensors, unscaled
+    before the clip as usual).
+    """
+    if not fused_available(params):
+        return "foreach", "the parameters are not all floating point on one CPU or CUDA device"
+    if "mixed" in str(precision) and clip:
+        return "foreach", (f"fused Adam unscales gradients inside its step, and Lightning refuses to clip "
+                           f"those under precision={precision} (clip {clip})")
+    return "fused", f"precision={precision}, " + (f"clip {clip}" if clip else "no gradient clipping")
+
+
+def announce_kernel(trainer, params: list[torch.Tensor], clip: float | None, name: str = "optimizer") -> str:
+    """Pick the kernel for a run's trainer (its precision, the clip in use) and say so once, on global rank 0."""
+    precision = getattr(trainer, "precision", "32-true") if trainer is not None else "32-true"
+    kernel, why = adam_kernel(params, precision, clip)
+    if trainer is None or getattr(trainer, "is_global_zero", True):
+        print(f"{name}: {kernel} Adam ({why})", flush=True)
+    return kernel
+
+
+def kernel_flag(kernel: str) -> dict:
+    """The keyword that selects `kernel` in torch's Adam / AdamW constructors."""
+    if kernel not in ("fused", "foreach"):
+        raise ValueError(f"kernel must be 'fused' or 'foreach', got {kernel!r}")
+    return {kernel: True}
+
+
+def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
+                eps: float = 1e-8, kernel: str | None = None) -> torch.optim.AdamW:
+    """AdamW with decay on Linear weights only; `kernel` None: fused when the parameters allow it."""
     decay, no_decay = split_decay_parameters(model)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    fused = fused_available(decay + no_decay) or None  # None: torch picks foreach
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
+    kernel = kernel or adam_kernel(decay + no_decay)[0]
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **kernel_flag(kernel))
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

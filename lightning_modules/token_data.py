@@ -123,6 +123,14 @@ class TokenDataModule(L.LightningDataModule):
         return self._loader(self._val, train=False,
                             batch_size=self.hparams.val_batch_size or self.hparams.batch_size)
 
+    def test_dataloader(self):
+        """The held-out cache (val_cache): what `nbp train test` and `predict` score."""
+        if self._val is None:
+            raise UserError("nbp train test/predict need data.init_args.val_cache (or val_data): the held-out tokens")
+        return self.val_dataloader()
+
+    predict_dataloader = test_dataloader
+
     # ------------------------------------------------------------------ on-the-fly encoding, on the device
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

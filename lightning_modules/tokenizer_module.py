@@ -17,7 +17,7 @@ import torch
 from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import fused_available
+from lightning_modules.optim import announce_kernel, kernel_flag
 from nbp.commands.eval_recon import frame_ssim
 from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
@@ -83,14 +83,15 @@ class TokenizerModule(L.LightningModule):
 
     def configure_optimizers(self):
         trained = [self.tokenizer] + ([self.anchor_readout] if self.anchor_readout is not None else [])
-        gen = self._adam(torch.nn.ModuleList(trained), self.hparams.lr)
+        gen = self._adam(torch.nn.ModuleList(trained), self.hparams.lr, "generator optimizer")
         if self.discriminator is None:
             return gen
-        return [gen, self._adam(self.discriminator, self.hparams.disc_lr or self.hparams.lr)]
+        return [gen, self._adam(self.discriminator, self.hparams.disc_lr or self.hparams.lr, "discriminator optimizer")]
 
-    def _adam(self, module: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    def _adam(self, module: torch.nn.Module, lr: float, name: str) -> torch.optim.Adam:
         params = list(module.parameters())
-        return torch.optim.Adam(params, lr=lr, betas=tuple(self.hparams.betas), fused=fused_available(params) or None)
+        kernel = announce_kernel(self._trainer, params, self.hparams.grad_clip, name)  # grad_clip: our own clip
+        return torch.optim.Adam(params, lr=lr, betas=tuple(self.hparams.betas), **kernel_flag(kernel))
 
     def _optimizers(self):
         opts = self.optimizers()
@@ -182,14 +183,30 @@ class TokenizerModule(L.LightningModule):
             self._written_video = True
 
     def on_validation_epoch_end(self) -> None:
+        self._log_reconstruction("val")
+        if not self.trainer.sanity_checking:
+            self.export()
+
+    def _log_reconstruction(self, prefix: str) -> None:
         stats = codebook_stats(self.val_codes.compute())
-        self.log_dict({"val/psnr": self.val_psnr.compute(), "val/ssim": self.val_ssim.compute(),
-                       "val/code_usage": stats["code_usage"], "val/perplexity": stats["perplexity"]},
+        self.log_dict({f"{prefix}/psnr": self.val_psnr.compute(), f"{prefix}/ssim": self.val_ssim.compute(),
+                       f"{prefix}/code_usage": stats["code_usage"], f"{prefix}/perplexity": stats["perplexity"]},
                       prog_bar=True, sync_dist=False)
         for metric in (self.val_psnr, self.val_ssim, self.val_codes):
             metric.reset()
-        if not self.trainer.sanity_checking:
-            self.export()
+
+    # `nbp train test`: the same reconstruction metrics, logged as test/...
+    on_test_epoch_start = on_validation_epoch_start
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_reconstruction("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """The token ids of each clip (B, T', H', W'), as `nbp tokenize` would store them."""
+        return {"ids": self.tokenizer.encode(to_model(batch["video"])), "label": batch["label"]}
 
     def _write_recon_video(self, target: torch.Tensor, pred: torch.Tensor) -> None:
         try:
@@ -211,6 +228,16 @@ class TokenizerModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         self.export()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stored = checkpoint.get("tokenizer_config")
+        if stored is None:
+            raise UserError("--ckpt_path: the checkpoint is not one of TokenizerModule (no tokenizer_config in it)")
+        differ = {k: (v, stored.get(k)) for k, v in self.config.to_dict().items() if stored.get(k) != v}
+        if differ:
+            shown = ", ".join(f"{k}: checkpoint {old!r}, config {new!r}" for k, (new, old) in sorted(differ.items()))
+            raise UserError(f"--ckpt_path: the checkpoint's tokenizer differs from the config's ({shown}); "
+                            f"use the config it was trained with")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Lets `VideoTokenizer.load` read the tokenizer straight out of this Lightning checkpoint.

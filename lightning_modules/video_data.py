@@ -52,3 +52,8 @@ class VideoDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._val, shuffle=False, **self._common(self.val_batch_size))
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    predict_dataloader = test_dataloader
