@@ -36,6 +36,12 @@ FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
 RUNTIME_FIELDS = ("attn_backend", "dropout", "p_uncond", "grad_checkpointing", "compile")
 
 
+def given_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides actually given: `null` (which the command line passes on as the string 'None')
+    means "not given", so a derived field is then read from the data and any other field keeps its preset."""
+    return {k: v for k, v in (overrides or {}).items() if v is not None and v not in ("None", "null")}
+
+
 class NBPModule(L.LightningModule):
     def __init__(self, preset: str = "tiny", overrides: dict[str, Any] | None = None, lr: float = 6e-4,
                  weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 1000,
@@ -50,7 +56,7 @@ class NBPModule(L.LightningModule):
             export_name: file written next to the checkpoints at the end of fit (None: no export).
         """
         super().__init__()
-        overrides = dict(overrides or {})
+        overrides = given_overrides(overrides)
         if lr <= 0 or weight_decay < 0 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
             raise UserError(f"NBPModule: invalid optimisation setting (lr={lr}, weight_decay={weight_decay}, "
                             f"warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}); need lr > 0, "
@@ -93,16 +99,19 @@ class NBPModule(L.LightningModule):
         self._check_data_matches(data)
 
     def _check_data_matches(self, data: dict) -> None:
+        """The fields the data fixes must agree with the model's; leave them out (or null) to take the data's."""
         cfg = self.nbp_config
+        hint = "; leave it out (or null) in model.init_args.overrides to take it from the data"
         if data.get("grid") is not None and tuple(data["grid"]) != cfg.grid:
             raise UserError(f"the data has latent grid {list(data['grid'])} but the model config has grid "
-                            f"{list(cfg.grid)}; fix model.init_args.overrides.grid or re-tokenize")
-        if data.get("vocab_size") is not None and data["vocab_size"] > cfg.vocab_size:
+                            f"{list(cfg.grid)}{hint}, or re-tokenize")
+        if data.get("vocab_size") is not None and data["vocab_size"] != cfg.vocab_size:
+            # A larger model vocabulary would train, but nbp sample then refuses the tokenizer pairing.
             raise UserError(f"the data's tokenizer has {data['vocab_size']} codes but the model vocab_size is "
-                            f"{cfg.vocab_size}; set model.init_args.overrides.vocab_size >= {data['vocab_size']}")
+                            f"{cfg.vocab_size}{hint}")
         n = data.get("num_classes")
-        if cfg.condition == "class" and n is not None and n > cfg.num_classes:
-            raise UserError(f"the data has {n} classes but the model num_classes is {cfg.num_classes}")
+        if cfg.condition == "class" and n is not None and n != cfg.num_classes:
+            raise UserError(f"the data has {n} classes but the model num_classes is {cfg.num_classes}{hint}")
 
     # ------------------------------------------------------------------ the objective
 
@@ -206,11 +215,15 @@ class NBPModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
+        total = self._total_steps()
+        if hp.warmup_steps >= total:
+            raise UserError(f"model.init_args.warmup_steps={hp.warmup_steps} is not shorter than the run ({total} "
+                            f"optimizer steps), so the learning rate would never reach lr; lower warmup_steps")
         clip = self.trainer.gradient_clip_val if self._trainer is not None else None
         kernel = announce_kernel(self._trainer, list(self.model.parameters()), clip)
         optimizer = build_adamw(self.model, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
                                 kernel=kernel)
-        scheduler = build_warmup_cosine(optimizer, hp.warmup_steps, self._total_steps(), hp.min_lr_ratio)
+        scheduler = build_warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

@@ -82,6 +82,11 @@ class TokenizerModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self):
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        if self.hparams.warmup_steps and 0 < max_steps <= self.hparams.warmup_steps:
+            raise UserError(f"model.init_args.warmup_steps={self.hparams.warmup_steps} is not shorter than the run "
+                            f"(trainer.max_steps={max_steps}), so the learning rate would never reach lr; "
+                            f"lower warmup_steps")
         trained = [self.tokenizer] + ([self.anchor_readout] if self.anchor_readout is not None else [])
         gen = self._adam(torch.nn.ModuleList(trained), self.hparams.lr, "generator optimizer")
         if self.discriminator is None:
