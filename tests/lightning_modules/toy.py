@@ -122,3 +122,30 @@ class DumpWeights(L.Callback):
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save(state, Path(self.out_dir) / f"weights_rank{trainer.global_rank}.pt")
+
+
+class StepTimer(L.Callback):
+    """Write {"steps", "seconds", "steps_per_s"} of the optimizer steps after the first to `out` (rank 0).
+
+    The first step is left out: it includes building the optimizer state and warming caches.
+    Tests record these numbers; they never assert on them.
+    """
+
+    def __init__(self, out: str):
+        self.out = out
+        self._start = None
+        self._steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        import time
+
+        if self._start is None:
+            self._start, self._first_step = time.perf_counter(), trainer.global_step
+        else:  # optimizer steps, so accumulated micro-batches count once
+            self._steps = trainer.global_step - self._first_step
+            self._seconds = time.perf_counter() - self._start
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.is_global_zero and self._steps:
+            record = {"steps": self._steps, "seconds": self._seconds, "steps_per_s": self._steps / self._seconds}
+            Path(self.out).write_text(json.dumps(record))
