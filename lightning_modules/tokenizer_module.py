@@ -174,6 +174,8 @@ class TokenizerModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._written_video = False
+        # trainer.log_dir is a broadcast under DDP: every rank asks for it here, not only the rank that writes.
+        self._recon_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "recon"
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         target = to_model(batch["video"])
@@ -220,7 +222,7 @@ class TokenizerModule(L.LightningModule):
             return
         n = self.hparams.recon_videos
         side_by_side = torch.cat([target[:n], pred[:n]], dim=-1).cpu()  # original | reconstruction
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "recon"
+        folder = self._recon_dir
         write_mp4(folder / f"step{int(self.generator_steps):07d}.mp4", side_by_side, fps=8)
 
     # ------------------------------------------------------------------ files

@@ -45,7 +45,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        return "+".join(Path(c).stem for c in self.configs)
+        return "+".join(str(Path(c).relative_to("configs").with_suffix("")) for c in self.configs)
 
     @property
     def kind(self) -> str:
@@ -169,7 +169,7 @@ def scale_down(case: Case, root: Path, cache: Path, ucf_root: Path, k600_root: P
     else:
         loss = dict(init.get("loss") or {})
         if loss.get("disc_weight", 0) > 0:
-            loss["disc_start"] = 1  # the discriminator (a second optimizer) joins after one step
+            loss.update(disc_start=1, disc_channels=8)  # a narrow discriminator (the second optimizer) joins after one step
         model = {"init_args": {"overrides": TINY_TOKENIZER, "loss": loss, "warmup_steps": 1,
                                "export_path": str(root / "tokenizer.pt")}}
         data_args = shipped["data"]["init_args"]
@@ -179,7 +179,9 @@ def scale_down(case: Case, root: Path, cache: Path, ucf_root: Path, k600_root: P
                               "num_workers": 0}}
         if data_args.get("val") is not None and data_args["val"].get("root") is not None:
             data["init_args"]["val"] = {**data_args["val"], **clips}
-    return {"trainer": trainer, "model": model, "data": data, "checkpoint": {"every_n_train_steps": 2}}
+    # The tokenizer's global step moves by 2 per batch once the discriminator is on: checkpoint every step.
+    every = 2 if case.kind == "nbp" else 1
+    return {"trainer": trainer, "model": model, "data": data, "checkpoint": {"every_n_train_steps": every}}
 
 
 def run_case(case: Case, root: Path, cache: Path, ucf_root: Path, k600_root: Path, capsys,
