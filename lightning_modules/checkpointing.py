@@ -232,7 +232,7 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
         ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=not path.is_dir())
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user mistake
         raise UserError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt and "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or "pytorch-lightning_version" not in ckpt:  # Lightning stamps every checkpoint
         raise UserError(f"{path} is not a Lightning checkpoint written by nbp train (model.pt and "
                         f"tokenizer.pt files are for nbp sample / nbp tokenize)")
     ckpt.pop("state_dict", None)
