@@ -76,6 +76,7 @@ def encode_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, pix_fmt: str)
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = pix_fmt
+        stream.codec_context.thread_count = 1
         if codec == "libx264":
             stream.options = {"crf": str(crf)}
         else:

@@ -64,9 +64,11 @@ def test_same_seed_same_videos(checkpoints, tmp_path):
             "--classes", "4", "--seed", "9"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
-    a = decord.VideoReader(str(tmp_path / "a" / "TwoCircles_00.mp4")).get_batch(range(17)).asnumpy()
-    b = decord.VideoReader(str(tmp_path / "b" / "TwoCircles_00.mp4")).get_batch(range(17)).asnumpy()
-    assert (a == b).all()
+    # The PNG grid holds every frame losslessly; the mp4s are not compared byte for byte because
+    # libx264 does not always make the same bitstream from the same frames (seen with PyAV 18).
+    png_a, png_b = (tmp_path / "a" / "samples.png").read_bytes(), (tmp_path / "b" / "samples.png").read_bytes()
+    assert png_a == png_b
+    assert frames_of(tmp_path / "a" / "TwoCircles_00.mp4") == (17, (32, 32, 3))
 
 
 def test_frame_prediction_from_a_context_video(checkpoints, synthetic_root, tmp_path):
