@@ -118,7 +118,9 @@ def main(argv: list[str], prog: str = "nbp train") -> int:
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=argv,
-        parser_kwargs={"prog": prog},
+        # Parse errors come back as exceptions, so `nbp` reports them like every other mistake.
+        parser_kwargs={"prog": prog, "exit_on_error": False,
+                       **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")}},
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,  # reproducible initialisation unless a config says otherwise
     )

@@ -351,7 +351,7 @@ def summary_table(summary: dict) -> str:
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Run the whole pipeline on the synthetic dataset "
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Run the whole pipeline on the synthetic dataset "
                                                    "(data, tokenizer, token cache, NBP + NTP, samples, frame prediction).")
     parser.add_argument("--out", type=str, default="runs/demo", help="output folder; a rerun reuses finished stages")
     parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")

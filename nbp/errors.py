@@ -1,9 +1,93 @@
-"""The one exception type for mistakes a user can make (bad path, value, checkpoint).
+"""Mistakes a user can make, and how the command line reports them.
 
-The command line turns it into a single line on stderr and exit code 2; library
-callers can catch it like any ValueError.
+`UserError` is the one exception type our own checks raise (bad path, value, checkpoint).
+`user_message(exc)` turns it, and the few foreign exception types that also mean "the input
+is wrong" (argument parsing, Lightning's configuration errors, a file that cannot be read or
+written), into one line; for anything else it returns None: that is a bug, and the command
+line shows its traceback.
 """
+
+from __future__ import annotations
+
+import argparse
+import errno
+import re
 
 
 class UserError(ValueError):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+# Lines of jsonargparse's nested messages that only repeat what the other lines say.
+_NOISE = re.compile(r"^(- )?(Does not validate against any of the Union subtypes|Subtypes:|Errors:|"
+                    r"Given value type:|Given value:|Expected a <class 'NoneType'>)")
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_EXPECTED = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*)$")
+
+# OSError numbers that mean the path the user gave is wrong, unwritable, or the disk is full.
+_FILE_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                errno.ENOSPC, errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT}
+
+
+def user_message(exc: BaseException) -> str | None:
+    """One line describing a user's mistake, or None when `exc` is a bug."""
+    for link in _chain(exc):
+        if isinstance(link, UserError):
+            return _one_line(str(link) or type(link).__name__)
+    if isinstance(exc, argparse.ArgumentError) or _is_parse_error(exc):
+        return _argument_message(exc)
+    if type(exc).__name__ == "MisconfigurationException":  # Lightning's "your Trainer settings are wrong"
+        return _one_line(str(exc))
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno in _FILE_ERRNOS:
+            return _file_message(link)
+    return None
+
+
+def _chain(exc: BaseException):
+    """`exc` and every exception it was raised from or during (each once)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _is_parse_error(exc: BaseException) -> bool:
+    # jsonargparse reports invalid values met while building a subclass as a plain ValueError
+    # whose message starts like this; anything in its chain that is an ArgumentError also counts.
+    return any(isinstance(link, argparse.ArgumentError) for link in _chain(exc)) or str(exc).startswith(
+        ("Does not validate against any of the Union subtypes", "Problem with given class_path"))
+
+
+def _argument_message(exc: BaseException) -> str:
+    """jsonargparse's indented multi-line reports, folded into one line that keeps every fact."""
+    parts = []
+    for raw in str(exc).splitlines():
+        line = raw.strip()
+        if not line or _NOISE.match(line):
+            continue
+        line = line.removeprefix("- ")
+        match = _EXPECTED.search(line)
+        if match:
+            kind, value = match.groups()
+            wanted = _TYPE_WORDS.get(kind, kind)
+            if kind == "float" and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
+                wanted = "a finite number"
+            line = line[:match.start()] + f"got {value!r}, expected {wanted}"
+        if line not in parts:
+            parts.append(line.rstrip(":"))
+    return _one_line(": ".join(parts) or type(exc).__name__)
+
+
+def _file_message(err: OSError) -> str:
+    where = err.filename if err.filename is not None else "a file"
+    if err.errno == errno.ENOSPC:
+        return f"no space left on the device while writing {where}; free some space and run again (finished files are kept)"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: permission denied; choose a path you can write to"
+    return f"{where}: {err.strerror or err}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())

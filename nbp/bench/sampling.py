@@ -29,7 +29,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Measure block-parallel sampling speed (JSON on stdout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Measure block-parallel sampling speed (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
     parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda")

@@ -203,7 +203,7 @@ def prepare_pipeline_inputs(folder: Path, tokenizer: str | None, frames: int, si
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Training throughput and peak memory (JSON on stdout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Training throughput and peak memory (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny")
     parser.add_argument("--device", type=str, default="cpu")

@@ -17,7 +17,7 @@ from nbp.errors import UserError
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Write the synthetic bouncing-shapes dataset (UCF-101 layout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Write the synthetic bouncing-shapes dataset (UCF-101 layout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--out", type=str, required=True, help="output folder (created if missing)")
     parser.add_argument("--videos_per_class", "--videos-per-class", type=int, default=20,

@@ -21,7 +21,7 @@ DEFAULT_CLIP = {"styleganv": "random", "nbp": "center", "tats": "random"}
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="FVD between real and generated videos under a named protocol.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="FVD between real and generated videos under a named protocol.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--real", type=str, required=True, help="folder of real videos, or a DatasetConfig YAML/JSON")
     parser.add_argument("--fake", type=str, required=True, help="folder of generated videos, or a DatasetConfig YAML/JSON")

@@ -21,7 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.metrics.generation_eval import add_generation_args
 
-    parser = ArgumentParser(prog=prog, description="Kinetics-600 frame prediction: FVD at 64x64, PSNR and SSIM.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Kinetics-600 frame prediction: FVD at 64x64, PSNR and SSIM.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--data", type=str, required=True, help="Kinetics-600 root (split/class/video files)")
     parser.add_argument("--split", type=str, default="val", help="train | val | test")

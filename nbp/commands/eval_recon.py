@@ -115,7 +115,7 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
 
 
 def main(argv: list[str], prog: str = "nbp eval recon") -> int:
-    parser = ArgumentParser(prog=prog, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (or TokenizerModule .ckpt)")
     parser.add_class_arguments(DatasetConfig, "data", help="the dataset to reconstruct")

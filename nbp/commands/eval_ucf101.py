@@ -22,7 +22,7 @@ from nbp.errors import UserError
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.metrics.generation_eval import add_generation_args
 
-    parser = ArgumentParser(prog=prog, description="Class-conditional FVD on UCF-101 (train split labels and clips).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Class-conditional FVD on UCF-101 (train split labels and clips).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--data", type=str, required=True, help="UCF-101 root (class folders + split lists)")
     parser.add_argument("--fold", type=int, default=1, help="UCF-101 split 1, 2 or 3")

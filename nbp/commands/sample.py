@@ -26,7 +26,7 @@ from nbp.sampling_controls import SamplingControls
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Generate videos with a trained next-block-prediction model.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Generate videos with a trained next-block-prediction model.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--model", type=str, required=True, help="model.pt ({config, state_dict}) or a Lightning .ckpt")
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (VideoTokenizer.save)")

@@ -141,7 +141,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.data import DatasetConfig
 
-    parser = ArgumentParser(prog=prog, description="Encode a dataset into a token cache.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Encode a dataset into a token cache.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (VideoTokenizer.save)")
     parser.add_argument("--data", type=DatasetConfig, required=True, help="the dataset to encode")
