@@ -18,6 +18,8 @@ Strategies: `--trainer.strategy ddp | fsdp_blocks | fsdp_hybrid_blocks` or a cla
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from lightning_modules.checkpointing import PeriodicCheckpoint, find_best_checkp
 from lightning_modules.interrupt import StopOnInterrupt
 from lightning_modules.resumable import StepSeed
 from nbp.errors import UserError
+from nbp.files import check_output_folder
 
 # How a checkpoint without a stored class path shows which module wrote it.
 MODULE_MARKERS = {"lightning_modules.nbp_module.NBPModule": "nbp_config",
@@ -66,6 +69,7 @@ class NBPLightningCLI(LightningCLI):
         check_checkpoint_kind(ckpt_path, config.model.get("class_path") if config.get("model") else None)
 
     def _run_subcommand(self, subcommand: str) -> None:
+        release_held_logs()
         try:
             super()._run_subcommand(subcommand)
         except SystemExit:
@@ -79,6 +83,10 @@ class NBPLightningCLI(LightningCLI):
         # Per-batch seeds follow the run's seed (already resolved to an int by LightningCLI), so
         # two runs with different seed_everything also differ in dropout.
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # Logs and checkpoints go here; a wrong folder should fail now, not after the first epoch.
+        check_output_folder(config.trainer.get("default_root_dir") or ".", "--trainer.default_root_dir")
+        if config.checkpoint.get("dirpath"):
+            check_output_folder(config.checkpoint.dirpath, "--checkpoint.dirpath")
         seed = config.get("seed_everything")
         if config.step_seed.seed is None and isinstance(seed, int) and not isinstance(seed, bool):
             config.step_seed.seed = seed
@@ -110,8 +118,60 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+class _HeldLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_HELD_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+_held: dict[str, list[logging.Handler]] = {}
+_holder = _HeldLogs()
+
+
+def hold_logs() -> None:
+    """Keep Lightning's start-up lines ("Seed set to 0", "GPU available") until the run really starts,
+    so that a mistake found while building the trainer, model or data prints only its one line."""
+    for name in _HELD_LOGGERS:
+        logger = logging.getLogger(name)
+        _held[name] = logger.handlers[:]
+        logger.handlers = [_holder]
+
+
+def release_held_logs() -> None:
+    """Give the loggers their handlers back and print what was held, in order."""
+    for name, handlers in _held.items():
+        logging.getLogger(name).handlers = handlers
+    _held.clear()
+    records, _holder.records = _holder.records, []
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+
+
+@contextlib.contextmanager
+def held_logs():
+    hold_logs()
+    try:
+        yield
+    except BaseException:
+        # Only the error line is printed; the held start-up lines belong to a run that never began.
+        _holder.records.clear()
+        raise
+    finally:
+        release_held_logs()
+
+
 def main(argv: list[str], prog: str = "nbp train") -> int:
     quiet_known_warnings()
+    with held_logs():
+        run_cli(argv, prog)
+    return 0
+
+
+def run_cli(argv: list[str], prog: str) -> None:
     NBPLightningCLI(
         L.LightningModule,
         L.LightningDataModule,
@@ -124,4 +184,3 @@ def main(argv: list[str], prog: str = "nbp train") -> int:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,  # reproducible initialisation unless a config says otherwise
     )
-    return 0

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from nbp.errors import UserError, user_message
+from nbp.errors import UserError, is_parse_error, user_message
 
 # name -> module path, or name -> {subname: module path} for command groups.
 COMMANDS: dict[str, str | dict[str, str]] = {
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nbp: internal error ({type(err).__name__}); this is a bug, please report the traceback above",
                   file=sys.stderr)
             return 1
+        configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+        if configs and is_parse_error(err) and not any(config in message for config in configs):
+            message += f" (command line or --config {', '.join(configs)})"
         _debug_traceback()
         print(f"nbp: error: {message}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ def user_message(exc: BaseException) -> str | None:
     for link in _chain(exc):
         if isinstance(link, UserError):
             return _one_line(str(link) or type(link).__name__)
-    if isinstance(exc, argparse.ArgumentError) or _is_parse_error(exc):
+    if isinstance(exc, argparse.ArgumentError) or is_parse_error(exc):
         return _argument_message(exc)
     if type(exc).__name__ == "MisconfigurationException":  # Lightning's "your Trainer settings are wrong"
         return _one_line(str(exc))
@@ -53,7 +53,7 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def _is_parse_error(exc: BaseException) -> bool:
+def is_parse_error(exc: BaseException) -> bool:
     # jsonargparse reports invalid values met while building a subclass as a plain ValueError
     # whose message starts like this; anything in its chain that is an ArgumentError also counts.
     return any(isinstance(link, argparse.ArgumentError) for link in _chain(exc)) or str(exc).startswith(
@@ -67,7 +67,12 @@ def _argument_message(exc: BaseException) -> str:
         line = raw.strip()
         if not line or _NOISE.match(line):
             continue
-        line = line.removeprefix("- ")
+        line = line.removeprefix("- ").rstrip(": ")
+        line = re.sub(r'Parser key "([^"]+)"', r"--\1", line)
+        line = re.sub(r"Problem with given class_path '[\w.]*?(\w+)'", r"\1", line)
+        line = re.sub(r'\s*in "<unicode string>",?\s*', "", line)
+        if line == "Unexpected config":
+            line = "the config file is empty or is not a mapping of 'option: value' lines"
         match = _EXPECTED.search(line)
         if match:
             kind, value = match.groups()
@@ -75,9 +80,27 @@ def _argument_message(exc: BaseException) -> str:
             if kind == "float" and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
                 wanted = "a finite number"
             line = line[:match.start()] + f"got {value!r}, expected {wanted}"
-        if line not in parts:
-            parts.append(line.rstrip(":"))
-    return _one_line(": ".join(parts) or type(exc).__name__)
+        if line and line not in parts:
+            parts.append(line)
+    message = _one_line(": ".join(parts) or type(exc).__name__)
+    rejected = re.search(r"Option '(\w+)' is not accepted", message)
+    class_path = re.search(r"class_path '([\w.]+)'", str(exc))
+    if rejected and class_path:
+        message += f"; valid: {_class_options(class_path.group(1))}"
+    return message
+
+
+def _class_options(class_path: str) -> str:
+    """The keys the init_args of the class a config names accept, comma-separated."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except Exception:  # the class itself is what is wrong; nothing more to list
+        return "see --help"
+    return ", ".join(p for p in params if p not in ("self", "args", "kwargs"))
 
 
 def _file_message(err: OSError) -> str:
