@@ -96,6 +96,11 @@ def _check_writable_ancestor(folder: Path, option: str, target: Path | None = No
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{option} {target}: {existing} is a file, not a folder; give a path under a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {target}: cannot write into {existing} (permission denied); "
-                        f"choose a path you can write to")
+    # A real probe rather than os.access: that says yes to root and to folders like /proc.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nbp-write-check.", dir=existing)
+    except OSError as err:
+        raise UserError(f"{option} {target}: cannot write into {existing} ({err.strerror}); "
+                        f"choose a path you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
