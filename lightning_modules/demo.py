@@ -138,13 +138,9 @@ def choose_threads(requested: int) -> int:
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r} is invalid; valid: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
-    return name
+    from nbp.devices import pick_device
+
+    return pick_device(name).type
 
 
 # ------------------------------------------------------------------------------------------ stages

@@ -109,15 +109,16 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
     if args.dtype not in DTYPES:
         raise UserError(f"--dtype {args.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    from nbp.devices import pick_device
+
+    device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads} is invalid; use >= 1")
         torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    dtype = DTYPES[args.dtype]
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 

@@ -62,10 +62,9 @@ def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
     args = build_parser(prog).parse_args(argv)
     if min(args.frames, args.size, args.batch, args.rounds) < 1 or args.warmup < 0:
         raise UserError("--frames, --size, --batch and --rounds must all be >= 1, --warmup >= 0")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    from nbp.devices import pick_device
+
+    device = pick_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if dtype_name not in DTYPES:
         raise UserError(f"--dtype {args.dtype}; valid: auto, {', '.join(DTYPES)}")

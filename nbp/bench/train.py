@@ -240,9 +240,9 @@ def main(argv: list[str], prog: str = "nbp bench train") -> int:
         raise UserError("--steps and --batch-size must be >= 1 and --warmup >= 0")
     if args.side_by_side < 0 or args.side_by_side == 1:
         raise UserError(f"--side-by-side {args.side_by_side} is invalid; give 0 (skip) or a process count of 2 or more")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    from nbp.devices import pick_device
+
+    device = pick_device(args.device)
     spec = dict(preset=args.preset, device=args.device, grid=args.grid, block=args.block,
                 first_block=args.first_block, vocab_size=args.vocab_size, batch_size=args.batch_size,
                 steps=args.steps, warmup=args.warmup, precision=args.precision,

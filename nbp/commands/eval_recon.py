@@ -20,6 +20,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict, load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
+from nbp.devices import pick_device
 from nbp.errors import UserError
 from nbp.files import write_json_atomic
 from nbp.pixels import model_to_unit, to_model
@@ -50,19 +51,11 @@ def try_fvd_metric(protocol: str, device: torch.device):
         return None, str(err)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size: int = 8, limit: int | None = None,
                             device: str = "auto", fvd: bool = True, fvd_protocol: str = "nbp",
                             num_workers: int = 0) -> dict:
-    dev = _device(device)
+    dev = pick_device(device)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = SkipUnreadable(build_dataset(data))
     if len(dataset) == 0:

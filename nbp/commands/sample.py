@@ -18,6 +18,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
+from nbp.devices import pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
@@ -46,7 +47,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
-    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--device", type=str, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
     return parser
 
@@ -170,8 +171,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.num < 1 or args.batch_size < 1:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    args.device = str(pick_device(args.device))
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
     model = load_any_model(args.model, args.device)

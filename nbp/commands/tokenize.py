@@ -20,6 +20,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from nbp.devices import pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file
 from nbp.pixels import to_model
@@ -99,8 +100,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
                      progress: bool = True) -> CacheMeta:
     from nbp.data import build_dataset
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = pick_device(device)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = build_dataset(data_cfg)
     if len(dataset) == 0:

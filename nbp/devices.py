@@ -1,0 +1,33 @@
+"""`--device` for every command: auto, cpu, cuda or cuda:N, checked against this machine."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from nbp.errors import UserError
+
+VALID = "auto, cpu, cuda, cuda:N"
+
+
+def pick_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` asks for; UserError when it is not one of VALID or is absent here.
+
+    auto is the first CUDA device when there is one, else the CPU.
+    """
+    name = str(name).strip().lower()
+    if name == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise UserError(f"{option} {name!r} is not a device; valid: {VALID}")
+    if not torch.cuda.is_available():
+        raise UserError(f"{option} {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+    index = int(match.group(1) or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise UserError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                        f"valid: cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return torch.device("cuda", index)
