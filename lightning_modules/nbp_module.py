@@ -260,7 +260,8 @@ class NBPModule(L.LightningModule):
         ckpt_cb = self.trainer.checkpoint_callback
         folder = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else \
             Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        save_model_file(state, self.nbp_config, folder / self.hparams.export_name)
+        save_model_file(state, self.nbp_config, folder / self.hparams.export_name,
+                        tokenizer=self._data_description().get("tokenizer"))
 
     @staticmethod
     def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> NBPTransformer:
@@ -271,7 +272,13 @@ class NBPModule(L.LightningModule):
         if path.suffix != ".ckpt":
             return load_model_file(path, map_location)
         # Our own Lightning checkpoint: it also pickles loop and data-module state, so full loading.
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as err:  # a text file, a truncated copy, another program's .ckpt
+            raise UserError(f"{path} is not a readable Lightning checkpoint ({type(err).__name__}); give model.pt "
+                            f"or a .ckpt written by nbp train") from None
+        if not isinstance(ckpt, dict):
+            raise UserError(f"{path} is not a Lightning checkpoint; give model.pt or a .ckpt written by nbp train")
         config = (ckpt.get("hyper_parameters") or {}).get("nbp_config")
         if config is None:
             raise UserError(f"{path} is not a checkpoint of NBPModule (no nbp_config in its hyperparameters)")

@@ -32,6 +32,13 @@ def collate_videos(items: list[dict]) -> dict:
             "label": torch.tensor([int(it["label"]) for it in readable], dtype=torch.long)}
 
 
+def compression_of(tokenizer_config: dict) -> dict:
+    """The tokenizer facts a model file records (see nbp.model_file.TOKENIZER_FIELDS)."""
+    from nbp.model_file import TOKENIZER_FIELDS
+
+    return {k: tokenizer_config[k] for k in TOKENIZER_FIELDS if k in tokenizer_config}
+
+
 class TokenDataModule(L.LightningDataModule):
     def __init__(self, train_cache: str | None = None, val_cache: str | None = None,
                  tokenizer: str | None = None, train_data: DatasetConfig | None = None,
@@ -66,11 +73,13 @@ class TokenDataModule(L.LightningDataModule):
             from nbp.data import build_dataset
 
             classes = getattr(build_dataset(cfg), "class_names", None)
-            return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None}
+            return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None,
+                    "tokenizer": compression_of(vars(tok.config))}
         from nbp.token_cache import read_meta
 
         meta = read_meta(self.hparams.train_cache)
-        return {"grid": meta.grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes}
+        return {"grid": meta.grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes,
+                "tokenizer": compression_of(meta.tokenizer_config or {})}
 
     @property
     def tokenizer(self):

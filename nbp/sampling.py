@@ -149,6 +149,11 @@ def check_compatible(model, tokenizer) -> None:
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer vocabulary {tokenizer.vocab_size} does not match the model's "
                         f"vocab_size {config.vocab_size}; use the tokenizer the model was trained with")
+    recorded = getattr(model, "tokenizer_record", None) or {}
+    differ = [f"{k} {getattr(tokenizer.config, k)} (the model's tokens: {v})" for k, v in recorded.items()
+              if getattr(tokenizer.config, k, v) != v]
+    if differ:
+        raise UserError(f"the tokenizer has {', '.join(differ)}; use the tokenizer the model was trained with")
     latent = tuple(tokenizer.latent_shape(*pixel_shape(tokenizer, config)))
     if latent != tuple(config.grid):
         raise UserError(f"tokenizer latent grid {latent} cannot match the model grid {tuple(config.grid)}; "
