@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.resumable import ResumableDataLoader
 from nbp.data import DatasetConfig
-from nbp.errors import UserError
+from nbp.errors import UserError, ignore_interrupt_in_worker
 from nbp.token_cache import TokenCache
 
 
@@ -58,6 +58,8 @@ class TokenDataModule(L.LightningDataModule):
             raise UserError("TokenDataModule: tokenizing on the fly needs train_data (a dataset config)")
         if batch_size < 1:
             raise UserError(f"TokenDataModule.batch_size={batch_size} is invalid; it must be >= 1")
+        if num_workers < 0:
+            raise UserError(f"TokenDataModule.num_workers={num_workers} is invalid; it must be >= 0")
         self.on_the_fly = on_the_fly
         self._tokenizer = None
         self._train = self._val = None
@@ -113,7 +115,8 @@ class TokenDataModule(L.LightningDataModule):
         collate = collate_videos if self.on_the_fly else collate_tokens
         workers = self.hparams.num_workers
         common = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                      collate_fn=collate, pin_memory=torch.cuda.is_available())
+                      collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      worker_init_fn=ignore_interrupt_in_worker)
         if train:
             # Shuffled per (seed, epoch) and split across ranks; its position is saved in checkpoints,
             # so a resumed run continues with the very next batch.

@@ -114,3 +114,14 @@ def _file_message(err: OSError) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def ignore_interrupt_in_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: Ctrl-C reaches the whole process group, workers included.
+
+    The main process stops the loader and reports the interrupt once ("nbp: interrupted");
+    a worker that also raised KeyboardInterrupt would print its own traceback first.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

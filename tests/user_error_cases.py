@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -61,12 +62,15 @@ class Result:
         if self.case.contains and self.case.contains.lower() not in self.stderr.lower():
             found.append(f"no {self.case.contains!r} in the message")
         for path in self.case.must_not_exist:
-            if Path(fill(path, fixtures)).exists():
-                found.append(f"{fill(path, fixtures)} was written")
+            if Path(fill(path, fixtures, self.case)).exists():
+                found.append(f"{fill(path, fixtures, self.case)} was written")
         return found
 
 
-def fill(text: str, fixtures: dict[str, Path]) -> str:
+def fill(text: str, fixtures: dict[str, Path], case: Case | None = None) -> str:
+    if case is not None:  # every case writes (or rather must not write) into its own folder
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", case.name).strip("_")
+        text = text.replace("{case}", str(fixtures["root"] / "cases" / slug))
     for key, value in fixtures.items():
         text = text.replace("{" + key + "}", str(value))
     return text
@@ -153,7 +157,7 @@ def make_fixtures(root: Path) -> dict[str, Path]:
 
     f["train_yaml"] = root / "train.yaml"
     f["train_yaml"].write_text(train_config(f))
-    f["runs"] = root / "runs"
+    (root / "cases").mkdir(exist_ok=True)
     return f
 
 
@@ -165,7 +169,7 @@ trainer:
   max_steps: 2
   logger: false
   enable_progress_bar: false
-  default_root_dir: {f['root'] / 'runs' / 'train'}
+  default_root_dir: runs/train
 model:
   class_path: lightning_modules.nbp_module.NBPModule
   init_args:
@@ -196,7 +200,7 @@ def _cases() -> list[Case]:
     add("cli/bench unknown", "bench nope")
 
     # -- nbp data synthetic
-    out = "{root}/synth_out"
+    out = "{case}/synth_out"
     synth = "data synthetic --out " + out
     for name, extra in {
         "videos-per-class 0": "--videos-per-class 0", "videos-per-class text": "--videos-per-class many",
@@ -214,7 +218,7 @@ def _cases() -> list[Case]:
     add("data synthetic/out unwritable", "data synthetic --out /proc/nbp_synth")
 
     # -- nbp tokenize
-    tok_out = "{root}/tok_out"
+    tok_out = "{case}/tok_out"
     data = "--data.kind ucf101 --data.root {data} --data.size 32"
     tok = f"tokenize --tokenizer {{tokenizer}} {data} --out {tok_out} --device cpu"
     for name, extra in {
@@ -241,7 +245,7 @@ def _cases() -> list[Case]:
     add("tokenize/no --data", f"tokenize --tokenizer {{tokenizer}} --out {tok_out}", must_not_exist=[tok_out])
 
     # -- nbp sample
-    s_out = "{root}/sample_out"
+    s_out = "{case}/sample_out"
     sample = f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {s_out} --device cpu"
     for name, extra in {
         "num 0": "--num 0", "batch-size 0": "--batch-size 0", "batch-size text": "--batch-size big",
@@ -283,7 +287,7 @@ def _cases() -> list[Case]:
     add("sample/no --model", f"sample --tokenizer {{tokenizer}} --out {s_out}", must_not_exist=[s_out])
 
     # -- nbp eval fvd
-    report = "{root}/fvd.json"
+    report = "{case}/fvd.json"
     fvd = f"eval fvd --real {{data}} --fake {{data}} --size 32 --device cpu --workers 0 --out {report}"
     for name, extra in {
         "protocol bogus": "--protocol bogus", "batch-size 0": "--batch-size 0", "workers -1": "--workers -1",
@@ -304,7 +308,7 @@ def _cases() -> list[Case]:
     add("eval fvd/out unwritable", f"eval fvd --real {{data}} --fake {{data}} --size 32 --device cpu --out /proc/x.json")
 
     # -- nbp eval ucf101 / k600 (the detector is never present in tests: that check must come first)
-    ucf_out = "{root}/ucf.json"
+    ucf_out = "{case}/ucf.json"
     ucf = f"eval ucf101 --data {{data}} --model {{model_class}} --tokenizer {{tokenizer}} --device cpu --num-samples 4 " \
           f"--out {ucf_out}"
     for name, extra in {
@@ -315,12 +319,12 @@ def _cases() -> list[Case]:
         "model is frames-conditioned": "--model {model_frames}",
         "tokenizer mismatch": "--tokenizer {tokenizer_t2}", "cache meta corrupt": "--cache {sample_cache_bad}",
     }.items():
-        add(f"eval ucf101/{name}", f"{ucf} {extra}", must_not_exist=[ucf_out, "{root}/ucf_samples"])
+        add(f"eval ucf101/{name}", f"{ucf} {extra}", must_not_exist=[ucf_out, "{case}/ucf_samples"])
     add("eval ucf101/out is a folder", f"eval ucf101 --data {{data}} --model {{model_class}} --tokenizer {{tokenizer}} "
         f"--device cpu --num-samples 4 --out {{a_folder}}")
     add("eval ucf101/data missing", f"eval ucf101 --data {{missing}} --model {{model_class}} --tokenizer {{tokenizer}} "
         f"--device cpu --out {ucf_out}", must_not_exist=[ucf_out])
-    k_out = "{root}/k600.json"
+    k_out = "{case}/k600.json"
     k600 = f"eval k600 --data {{data}} --kind ucf101 --split train --model {{model_frames}} --tokenizer {{tokenizer}} " \
            f"--device cpu --num-samples 4 --out {k_out}"
     for name, extra in {
@@ -328,12 +332,12 @@ def _cases() -> list[Case]:
         "model is class-conditional": "--model {model_class}", "num-samples 0": "--num-samples 0",
         "device gpu7": "--device gpu7", "top-k -1": "--top-k -1",
     }.items():
-        add(f"eval k600/{name}", f"{k600} {extra}", must_not_exist=[k_out, "{root}/k600_samples"])
+        add(f"eval k600/{name}", f"{k600} {extra}", must_not_exist=[k_out, "{case}/k600_samples"])
     add("eval k600/out unwritable", f"eval k600 --data {{data}} --kind ucf101 --split train --model {{model_frames}} "
         f"--tokenizer {{tokenizer}} --device cpu --num-samples 4 --out /proc/k.json")
 
     # -- nbp eval recon
-    r_out = "{root}/recon.json"
+    r_out = "{case}/recon.json"
     recon = f"eval recon --tokenizer {{tokenizer}} {data} --device cpu --fvd false --out {r_out}"
     for name, extra in {
         "batch_size 0": "--batch_size 0", "limit 0": "--limit 0", "num_workers -1": "--num_workers -1",
@@ -352,7 +356,7 @@ def _cases() -> list[Case]:
 
     # -- nbp train (LightningCLI)
     train = "train fit --config {train_yaml}"
-    runs = "{root}/runs/train"
+    runs = "{case}/runs/train"
     for name, extra in {
         "batch_size 0": "--data.init_args.batch_size 0", "num_workers -1": "--data.init_args.num_workers -1",
         "lr -1": "--model.init_args.lr -1", "lr nan": "--model.init_args.lr nan", "lr text": "--model.init_args.lr fast",
@@ -382,7 +386,7 @@ def _cases() -> list[Case]:
     add("train/no subcommand argument", "train fitt")
 
     # -- nbp demo
-    demo_out = "{root}/demo_out"
+    demo_out = "{case}/demo_out"
     for name, extra in {"minutes 0": "--minutes 0", "minutes negative": "--minutes -3", "minutes nan": "--minutes nan",
                         "device tpu": "--device tpu", "device cuda": "--device cuda", "threads -1": "--threads -1"}.items():
         add(f"demo/{name}", f"demo --out {demo_out} {extra}", must_not_exist=[demo_out])
@@ -398,13 +402,13 @@ def _cases() -> list[Case]:
         add(f"bench/{name}", argv)
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
-    add("interrupt/data synthetic", "data synthetic --out {root}/int_synth --videos-per-class 200 --size 64",
-        expect="interrupt", interrupt_when="{root}/int_synth")
-    add("interrupt/tokenize with workers", f"tokenize --tokenizer {{tokenizer}} {data} --out {{root}}/int_tok "
+    add("interrupt/data synthetic", "data synthetic --out {case}/int_synth --videos-per-class 200 --size 64",
+        expect="interrupt", interrupt_when="{case}/int_synth")
+    add("interrupt/tokenize with workers", f"tokenize --tokenizer {{tokenizer}} {data} --out {{case}}/int_tok "
         f"--num-workers 2 --batch-size 1 --shard-size 1 --device cpu", expect="interrupt",
-        interrupt_when="{root}/int_tok")
-    add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{root}}/int_sample "
-        f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{root}/int_sample")
+        interrupt_when="{case}/int_tok")
+    add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
+        f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
     return cases
 
 
@@ -415,14 +419,16 @@ CASES = _cases()
 
 
 def run_case(case: Case, fixtures: dict[str, Path], timeout: float = 300) -> Result:
-    argv = [fill(arg, fixtures) for arg in case.argv]
+    argv = [fill(arg, fixtures, case) for arg in case.argv]
+    folder = Path(fill("{case}", fixtures, case))  # the working directory: relative outputs land here too
+    folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "NBP_OFFLINE": "1", "NBP_DEBUG": "0"}
     env.pop("NBP_DEBUG")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "nbp", *argv], cwd=fixtures["root"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "nbp", *argv], cwd=folder, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     if case.expect == "interrupt":
-        marker = Path(fill(case.interrupt_when, fixtures))
+        marker = Path(fill(case.interrupt_when, fixtures, case))
         deadline = time.time() + timeout
         while not marker.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.1)

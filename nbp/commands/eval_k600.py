@@ -52,6 +52,9 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     protocol = get_protocol(args.protocol, pre_resize=args.fvd_size)
     rank, world = distributed_setup()
     device = pick_device(args.device)
+    # The detector first: a missing weights file must not cost the whole generation.
+    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
+    metric.get_detector()
     model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
         args, device, "frames", "K600 frame prediction", protocol.frames)
     context = context_pixel_frames(tokenizer, model.config)
@@ -80,8 +83,6 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
-    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
-    metric.get_detector()
     quality = FrameQuality().to(device)
     for index in shards.shards_of_rank(rank, world):
         fake = shards.read(index)["videos"]

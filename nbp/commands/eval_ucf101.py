@@ -50,6 +50,9 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     protocol = get_protocol(args.protocol)
     rank, world = distributed_setup()
     device = pick_device(args.device)
+    # The detector first: a missing weights file must not cost the whole generation.
+    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
+    metric.get_detector()
     model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
         args, device, "class", "UCF-101 evaluation", protocol.frames)
     config = model.config
@@ -81,8 +84,6 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
-    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
-    metric.get_detector()
     for index in shards.shards_of_rank(rank, world):
         metric.update(shards.read(index)["videos"], real=False)
     my_real = [real_order[i] for i in rank_share(len(real_order), rank, world)]

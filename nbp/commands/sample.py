@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from nbp.devices import pick_device
 from nbp.errors import UserError
-from nbp.files import sha256_file, write_json_atomic
+from nbp.files import check_output_folder, sha256_file, write_json_atomic
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
                           tokens_to_video)
 from nbp.sampling_controls import SamplingControls
@@ -66,23 +66,18 @@ def load_any_model(path: str, device: str):
 
 
 def load_tokenizer(path: str, device: str):
-    from tokenizer import VideoTokenizer
+    from nbp.commands.tokenize import load_tokenizer as load_checked
 
-    if not Path(path).is_file():
-        raise UserError(f"tokenizer checkpoint {path} does not exist; pass a tokenizer file saved by VideoTokenizer.save")
-    return VideoTokenizer.load(path).to(device).eval()
+    return load_checked(path, torch.device(device))
 
 
 def read_class_index(path: str) -> list[str]:
     """classInd.txt lines '1 ApplyEyeMakeup' -> names ordered by id (1-based in the file, 0-based here)."""
     if not Path(path).is_file():
         raise UserError(f"--class-index {path} does not exist; pass a classInd.txt")
-    pairs = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            number, name = line.split(maxsplit=1)
-            pairs.append((int(number), name.strip()))
-    return [name for _, name in sorted(pairs)]
+    from nbp.data.datasets import read_class_index as read_checked
+
+    return read_checked(Path(path))
 
 
 def class_names_for(config, class_index: str | None) -> list[str] | None:
@@ -120,7 +115,7 @@ def class_jobs(args, config) -> list[tuple[int, str]]:
 
 
 def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
-    from nbp.data.clip_reader import VideoReadError, read_clip
+    from nbp.data.clip_reader import VideoReadError, decoder_messages_hidden, read_clip
 
     frames, height, width = pixel_shape(tokenizer, config)
     if height != width:
@@ -131,7 +126,8 @@ def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
         if not Path(path).is_file():
             raise UserError(f"--context {path} does not exist")
         try:
-            clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
+            with decoder_messages_hidden():
+                clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
         except VideoReadError as err:
             raise UserError(f"--context {path}: {err}") from None
         video = torch.from_numpy(clip).permute(3, 0, 1, 2)  # (C, T, H, W)
@@ -171,9 +167,14 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.num < 1 or args.batch_size < 1:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
+    if args.fps < 1:
+        raise UserError(f"--fps {args.fps}: must be >= 1")
+    if args.classes is not None and args.class_names:
+        raise UserError("--classes and --class-names both given; pick classes one way")
     args.device = str(pick_device(args.device))
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
+    check_output_folder(args.out)
     model = load_any_model(args.model, args.device)
     tokenizer = load_tokenizer(args.tokenizer, args.device)
     check_compatible(model, tokenizer)

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from nbp.devices import pick_device
-from nbp.errors import UserError
-from nbp.files import sha256_file
+from nbp.errors import UserError, ignore_interrupt_in_worker
+from nbp.files import check_output_folder, sha256_file
 from nbp.pixels import to_model
 from nbp.token_cache import CacheMeta, TokenCacheWriter
 
@@ -40,8 +40,9 @@ def load_tokenizer(path: str | Path, device: torch.device):
     except UserError:
         raise
     except Exception as err:  # a file that is not a tokenizer checkpoint
-        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer: {type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        detail = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:160]
+        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer ({type(err).__name__}"
+                        f"{': ' + detail if detail else ''}); pass a file written by VideoTokenizer.save") from None
     return tok.to(device).eval()
 
 
@@ -101,6 +102,9 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     from nbp.data import build_dataset
 
     dev = pick_device(device)
+    if num_workers < 0:
+        raise UserError(f"--num-workers {num_workers}: must be >= 0 (0 decodes in the main process)")
+    check_output_folder(out)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = build_dataset(data_cfg)
     if len(dataset) == 0:
@@ -120,7 +124,8 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     bar = tqdm(total=todo, desc=f"tokenize -> {out}", unit="video", disable=not progress, file=sys.stderr)
     for k in pending:
         loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
-                            num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda")
+                            num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
+                            worker_init_fn=ignore_interrupt_in_worker)
         ids, labels, sources, skipped = [], [], [], []
         for batch in loader:
             skipped += batch["skipped"]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nbp.devices import pick_device  # noqa: F401  (the eval commands import it from here)
-from nbp.errors import UserError
+from nbp.errors import UserError, ignore_interrupt_in_worker
 from nbp.files import write_json_atomic
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -82,7 +82,8 @@ def score_videos(metric, dataset: Dataset, indices: list[int], real: bool, batch
     if not indices:
         return 0
     listed = getattr(dataset, "videos", None)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False,
+                        worker_init_fn=ignore_interrupt_in_worker)
     position, replaced = 0, 0
     with tqdm(total=len(indices), desc=desc, unit="video", file=sys.stderr, disable=None) as bar:
         for batch in loader:
