@@ -71,7 +71,7 @@ def _argument_message(exc: BaseException) -> str:
         line = re.sub(r'Parser key "([^"]+)"', r"--\1", line)
         line = re.sub(r"Problem with given class_path '[\w.]*?(\w+)'", r"\1", line)
         line = re.sub(r'\s*in "<unicode string>",?\s*', "", line)
-        if line == "Unexpected config":
+        if line.startswith("Unexpected config"):
             line = "the config file is empty or is not a mapping of 'option: value' lines"
         match = _EXPECTED.search(line)
         if match:

@@ -250,7 +250,7 @@ def _cases() -> list[Case]:
     for name, extra in {
         "num 0": "--num 0", "batch-size 0": "--batch-size 0", "batch-size text": "--batch-size big",
         "fps 0": "--fps 0", "fps negative": "--fps -2", "temperature negative": "--temperature -1",
-        "temperature nan": "--temperature nan", "top-k 0": "--top-k 0", "top-k negative": "--top-k -5",
+        "temperature nan": "--temperature nan", "top-k negative": "--top-k -5",
         "top-p 0": "--top-p 0", "top-p 1.5": "--top-p 1.5", "cfg negative": "--cfg -1", "cfg inf": "--cfg inf",
         "classes out of range": "--classes 6", "classes negative": "--classes -1",
         "classes and class-names": "--classes 1 --class-names OneSquare",
@@ -418,12 +418,12 @@ CASES = _cases()
 # ------------------------------------------------------------------------------------------------ running
 
 
-def run_case(case: Case, fixtures: dict[str, Path], timeout: float = 300) -> Result:
+def run_case(case: Case, fixtures: dict[str, Path], timeout: float = 300, env: dict | None = None) -> Result:
     argv = [fill(arg, fixtures, case) for arg in case.argv]
     folder = Path(fill("{case}", fixtures, case))  # the working directory: relative outputs land here too
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NBP_OFFLINE": "1", "NBP_DEBUG": "0"}
-    env.pop("NBP_DEBUG")
+    env = {**{k: v for k, v in os.environ.items() if k != "NBP_DEBUG"}, "PYTHONPATH": str(REPO), "NBP_OFFLINE": "1",
+           **(env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "nbp", *argv], cwd=folder, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -451,12 +451,21 @@ def _is_progress(line: str) -> bool:
     return "it/s]" in line or "video/s]" in line or "batch/s]" in line or ("|" in line and "%" in line)
 
 
-def run_all(cases: list[Case], fixtures: dict[str, Path], jobs: int = 2) -> list[Result]:
+def run_all(cases: list[Case], fixtures: dict[str, Path], jobs: int = 2, report=None) -> list[Result]:
+    """Every case's Result; `report(result)` is called as each one finishes."""
+    report = report or (lambda result: None)
     ordinary = [c for c in cases if c.expect != "interrupt"]
+    results = []
     with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(lambda c: run_case(c, fixtures), ordinary))
+        for result in pool.map(lambda c: run_case(c, fixtures), ordinary):
+            report(result)
+            results.append(result)
     # Interrupt cases run alone: their timing must not depend on the other processes.
-    return results + [run_case(c, fixtures) for c in cases if c.expect == "interrupt"]
+    for case in cases:
+        if case.expect == "interrupt":
+            results.append(run_case(case, fixtures))
+            report(results[-1])
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,16 +480,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.fixtures or Path(tempfile.mkdtemp(prefix="nbp-user-errors-"))
     fixtures = make_fixtures(folder)
     cases = [c for c in CASES if args.k in c.name]
-    results = run_all(cases, fixtures, args.jobs)
-    failed = 0
-    for result in results:
+
+    def report(result: Result) -> None:
         problems = result.problems(fixtures)
-        failed += bool(problems)
-        status = "ok  " if not problems else "FAIL"
         last = result.error_lines[-1] if result.error_lines else ""
-        print(f"{status} {result.case.name:55s} exit {result.code:3d} {result.seconds:5.1f}s  {last[:150]}")
+        print(f"{'FAIL' if problems else 'ok  '} {result.case.name:50s} exit {result.code:3d} {result.seconds:5.1f}s  "
+              f"{last[:160]}", flush=True)
         for problem in problems:
-            print(f"       - {problem}")
+            print(f"       - {problem}", flush=True)
+
+    results = run_all(cases, fixtures, args.jobs, report)
+    failed = sum(bool(r.problems(fixtures)) for r in results)
     one_line = sum(1 for r in results if not r.problems(fixtures))
     tracebacks = sum("Traceback" in r.stderr for r in results)
     summary = {"cases": len(results), "one_line_right_exit": one_line, "failed": failed, "tracebacks": tracebacks}
