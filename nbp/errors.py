@@ -21,7 +21,7 @@ class UserError(ValueError):
 # Lines of jsonargparse's nested messages that only repeat what the other lines say.
 _NOISE = re.compile(r"^(- )?(Does not validate against any of the Union subtypes|Subtypes:|Errors:|"
                     r"Given value type:|Given value:|Expected a <class 'NoneType'>)")
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string"}
 _EXPECTED = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*)$")
 
 # OSError numbers that mean the path the user gave is wrong, unwritable, or the disk is full.
@@ -76,10 +76,8 @@ def _argument_message(exc: BaseException) -> str:
         match = _EXPECTED.search(line)
         if match:
             kind, value = match.groups()
-            wanted = _TYPE_WORDS.get(kind, kind)
-            if kind == "float" and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity"):
-                wanted = "a finite number"
-            line = line[:match.start()] + f"got {value!r}, expected {wanted}"
+            line = line[:match.start()] + f"got {value!r}, expected {_TYPE_WORDS.get(kind, kind)}"
+        line = re.sub(r"Expected a <class '(\w+)'>", lambda m: f"expected {_TYPE_WORDS.get(m.group(1), m.group(1))}", line)
         if line and line not in parts:
             parts.append(line)
     message = _one_line(": ".join(parts) or type(exc).__name__)
@@ -125,3 +123,11 @@ def ignore_interrupt_in_worker(worker_id: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def first_line(err: BaseException | str, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty)."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    if not text and isinstance(err, BaseException):
+        text = type(err).__name__
+    return text[:limit]

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -147,7 +147,7 @@ def _child(fn_name: str, spec: dict, queue, barrier=None) -> None:
     try:
         queue.put(globals()[fn_name](spec, barrier))
     except Exception as err:  # report, do not hang the parent
-        queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+        queue.put({"error": f"{type(err).__name__}: {first_line(err)}"})
 
 
 def run_in_processes(fn_name: str, spec: dict, processes: int = 1) -> list[dict]:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from nbp.devices import pick_device
-from nbp.errors import UserError, ignore_interrupt_in_worker
+from nbp.errors import UserError, first_line, ignore_interrupt_in_worker
 from nbp.files import check_output_folder, sha256_file
 from nbp.pixels import to_model
 from nbp.token_cache import CacheMeta, TokenCacheWriter
@@ -75,7 +75,7 @@ class SkipUnreadable(Dataset):
         try:
             item = self.dataset[index]
         except (VideoReadError, RuntimeError) as err:  # RuntimeError: no readable file at all
-            return {"skipped": f"item {index}: {str(err).splitlines()[0] if str(err) else 'unreadable'}"}
+            return {"skipped": f"item {index}: {first_line(err)}"}
         if self.listed is not None and str(item["path"]) != str(self.listed[index][0]):
             return {"skipped": str(self.listed[index][0])}
         return item

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nbp.devices import pick_device  # noqa: F401  (the eval commands import it from here)
-from nbp.errors import UserError, ignore_interrupt_in_worker
+from nbp.errors import UserError, first_line, ignore_interrupt_in_worker
 from nbp.files import write_json_atomic
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -26,7 +26,7 @@ def dataset_config_from_file(path: Path):
     try:
         fields = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"cannot read dataset config {path}: {str(err).splitlines()[0]}") from err
+        raise UserError(f"cannot read dataset config {path}: {first_line(err)}") from err
     if isinstance(fields, dict) and isinstance(fields.get("data"), dict):
         fields = fields["data"]
     if not isinstance(fields, dict):
