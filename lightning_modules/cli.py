@@ -32,7 +32,7 @@ from lightning_modules.callbacks import NonFiniteLossGuard, ThroughputMonitor
 from lightning_modules.checkpointing import PeriodicCheckpoint, find_best_checkpoint, read_checkpoint_meta
 from lightning_modules.interrupt import StopOnInterrupt
 from lightning_modules.resumable import StepSeed
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 from nbp.files import check_output_folder
 
 # How a checkpoint without a stored class path shows which module wrote it.
@@ -67,6 +67,14 @@ class NBPLightningCLI(LightningCLI):
             raise UserError(f"--ckpt_path {ckpt_path}: no such file or folder; give last, best, hpc or the path "
                             f"of a checkpoint written by nbp train")
         check_checkpoint_kind(ckpt_path, config.model.get("class_path") if config.get("model") else None)
+
+    def instantiate_trainer(self, **kwargs):
+        # Every Trainer argument comes straight from the config or the command line, so what the
+        # Trainer refuses (an unknown strategy, devices=0, ...) is the user's to fix.
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"trainer: {first_line(err, 300)}") from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         release_held_logs()

@@ -57,6 +57,7 @@ class NBPModule(L.LightningModule):
         """
         super().__init__()
         overrides = given_overrides(overrides)
+        NBPConfig.check_names(preset, overrides)  # now, not after the trainer has started
         if lr <= 0 or weight_decay < 0 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
             raise UserError(f"NBPModule: invalid optimisation setting (lr={lr}, weight_decay={weight_decay}, "
                             f"warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}); need lr > 0, "

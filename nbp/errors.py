@@ -38,9 +38,25 @@ def user_message(exc: BaseException) -> str | None:
         return _argument_message(exc)
     if type(exc).__name__ == "MisconfigurationException":  # Lightning's "your Trainer settings are wrong"
         return _one_line(str(exc))
+    missing = _missing_package(exc)
+    if missing:
+        return f"this needs the Python package '{missing}', which is not installed here (pip install {missing})"
     for link in _chain(exc):
         if isinstance(link, OSError) and link.errno in _FILE_ERRNOS:
             return _file_message(link)
+    return None
+
+
+# Our own packages: a missing module among them is a bug, not a missing optional dependency.
+_OURS = ("nbp", "tokenizer", "lightning_modules", "tests")
+
+
+def _missing_package(exc: BaseException) -> str | None:
+    """The top-level name of an optional package a setting needs (e.g. torch_xla for accelerator tpu)."""
+    for link in _chain(exc):
+        if isinstance(link, ModuleNotFoundError) and link.name:
+            top = link.name.split(".")[0]
+            return None if top in _OURS else top
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno == errno.ENOSPC:  # name the file the user will look for, not our temporary one
+                raise OSError(errno.ENOSPC, err.strerror, str(path)) from err
+            raise
         # mkstemp creates 0600 files; give the result the permissions any new file would get
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)

@@ -114,6 +114,11 @@ def make_fixtures(root: Path) -> dict[str, Path]:
         config = NBPConfig(**{**common, **extra})
         f[f"model_{name}"] = save_model_file(NBPTransformer(config), config, root / f"model_{name}.pt",
                                              tokenizer=compression)
+    # A real I3D with random weights: the eval commands get past the detector to the checks behind it.
+    from nbp.metrics.i3d import InceptionI3d
+
+    f["detector"] = root / "i3d_random.pt"
+    torch.save(InceptionI3d().state_dict(), f["detector"])
     f["cache"] = root / "cache"
     data_cfg = DatasetConfig(kind="ucf101", root=str(f["data"]), split="train", frames=17, size=32)
     tokenize_dataset(f["tokenizer"], data_cfg, f["cache"], batch_size=4, shard_size=4, device="cpu", progress=False)
@@ -242,7 +247,7 @@ def _cases() -> list[Case]:
     add("tokenize/out is a file", f"tokenize --tokenizer {{tokenizer}} {data} --out {{a_file}}")
     add("tokenize/out unwritable", f"tokenize --tokenizer {{tokenizer}} {data} --out /proc/nbp_tok")
     add("tokenize/out is another cache", f"tokenize --tokenizer {{tokenizer_t2}} {data} --out {{cache}}")
-    add("tokenize/no --data", f"tokenize --tokenizer {{tokenizer}} --out {tok_out}", must_not_exist=[tok_out])
+    add("tokenize/no --tokenizer", f"tokenize {data} --out {tok_out}", must_not_exist=[tok_out])
 
     # -- nbp sample
     s_out = "{case}/sample_out"
@@ -310,9 +315,11 @@ def _cases() -> list[Case]:
     # -- nbp eval ucf101 / k600 (the detector is never present in tests: that check must come first)
     ucf_out = "{case}/ucf.json"
     ucf = f"eval ucf101 --data {{data}} --model {{model_class}} --tokenizer {{tokenizer}} --device cpu --num-samples 4 " \
-          f"--out {ucf_out}"
+          f"--out {ucf_out} --detector {{detector}}"
+    add("eval ucf101/no detector", ucf.replace("--detector {detector}", ""), contains="detector",
+        must_not_exist=[ucf_out, "{case}/ucf_samples"])
     for name, extra in {
-        "no detector": "", "detector missing": "--detector {missing}.pt", "num-samples 1": "--num-samples 1",
+        "detector missing": "--detector {missing}.pt", "num-samples 1": "--num-samples 1",
         "batch-size 0": "--batch-size 0", "shard-size 0": "--shard-size 0", "workers -1": "--workers -1",
         "fold 4": "--fold 4", "protocol bogus": "--protocol bogus", "device tpu": "--device tpu",
         "temperature negative": "--temperature -1", "top-p 2": "--top-p 2", "fps 0": "--fps 0",
@@ -326,9 +333,11 @@ def _cases() -> list[Case]:
         f"--device cpu --out {ucf_out}", must_not_exist=[ucf_out])
     k_out = "{case}/k600.json"
     k600 = f"eval k600 --data {{data}} --kind ucf101 --split train --model {{model_frames}} --tokenizer {{tokenizer}} " \
-           f"--device cpu --num-samples 4 --out {k_out}"
+           f"--device cpu --num-samples 4 --out {k_out} --detector {{detector}}"
+    add("eval k600/no detector", k600.replace("--detector {detector}", ""), contains="detector",
+        must_not_exist=[k_out, "{case}/k600_samples"])
     for name, extra in {
-        "no detector": "", "kind bogus": "--kind bogus", "split bogus": "--split bogus", "fvd-size 0": "--fvd-size 0",
+        "kind bogus": "--kind bogus", "split bogus": "--split bogus", "fvd-size 0": "--fvd-size 0",
         "model is class-conditional": "--model {model_class}", "num-samples 0": "--num-samples 0",
         "device gpu7": "--device gpu7", "top-k -1": "--top-k -1",
     }.items():
@@ -362,7 +371,7 @@ def _cases() -> list[Case]:
         "lr -1": "--model.init_args.lr -1", "lr nan": "--model.init_args.lr nan", "lr text": "--model.init_args.lr fast",
         "preset gigantic": "--model.init_args.preset gigantic", "model option typo": "--model.init_args.lrate 1",
         "model class typo": "--model lightning_modules.nbp_module.NBPModul",
-        "overrides unknown field": "--model.init_args.overrides {\"n_layers\": 3}",
+        "overrides unknown field": "--model.init_args.overrides {\"n_layers\":3}",
         "max_steps -5": "--trainer.max_steps -5", "trainer option typo": "--trainer.max_stepz 5",
         "precision bogus": "--trainer.precision 13", "accelerator tpu": "--trainer.accelerator tpu",
         "accelerator gpu": "--trainer.accelerator gpu", "strategy bogus": "--trainer.strategy nonsense",

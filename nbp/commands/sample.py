@@ -124,7 +124,7 @@ def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
     jobs = []
     for path in args.context:
         if not Path(path).is_file():
-            raise UserError(f"--context {path} does not exist")
+            raise UserError(f"--context {path}: no such video file")
         try:
             with decoder_messages_hidden():
                 clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
