@@ -72,12 +72,13 @@ class NBPLightningCLI(LightningCLI):
         # Every Trainer argument comes straight from the config or the command line, so what the
         # Trainer refuses (an unknown strategy, devices=0, ...) is the user's to fix.
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except (ValueError, TypeError) as err:
             raise UserError(f"trainer: {first_line(err, 300)}") from err
+        trainer.callbacks.append(ReleaseHeldLogs())
+        return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
-        release_held_logs()
         try:
             super()._run_subcommand(subcommand)
         except SystemExit:
@@ -124,6 +125,15 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     # Lightning's own pytree helper calls a torch API that newer torch deprecates (printed once per run).
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class ReleaseHeldLogs(L.Callback):
+    """Print the held start-up lines once setup is through (data read, model built): the run is on."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        release_held_logs()
+
+    on_validation_start = on_test_start = on_predict_start = on_fit_start
 
 
 class _HeldLogs(logging.Handler):

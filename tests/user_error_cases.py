@@ -62,9 +62,16 @@ class Result:
         if self.case.contains and self.case.contains.lower() not in self.stderr.lower():
             found.append(f"no {self.case.contains!r} in the message")
         for path in self.case.must_not_exist:
-            if Path(fill(path, fixtures, self.case)).exists():
+            if holds_a_file(Path(fill(path, fixtures, self.case))):
                 found.append(f"{fill(path, fixtures, self.case)} was written")
         return found
+
+
+def holds_a_file(path: Path) -> bool:
+    """A file at `path` or anywhere below it (an empty folder left behind writes nothing)."""
+    if path.is_dir():
+        return any(p.is_file() for p in path.rglob("*"))
+    return path.exists()
 
 
 def fill(text: str, fixtures: dict[str, Path], case: Case | None = None) -> str:
@@ -384,7 +391,7 @@ def _cases() -> list[Case]:
         "ckpt_path missing": "--ckpt_path {missing}.ckpt", "ckpt_path text": "--ckpt_path {text_ckpt}",
         "ckpt_path truncated": "--ckpt_path {truncated_ckpt}", "ckpt_path model.pt": "--ckpt_path {model_class}",
         "ckpt_path best without one": "--ckpt_path best", "grid mismatch": "--model.init_args.overrides.grid [4,8,8]",
-        "checkpoint.every_n_train_steps 0": "--checkpoint.every_n_train_steps 0",
+        "checkpoint.every_n_train_steps -1": "--checkpoint.every_n_train_steps -1",
         "seed text": "--seed_everything abc",
     }.items():
         add(f"train/{name}", f"{train} {extra}", must_not_exist=[runs])
