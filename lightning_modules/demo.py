@@ -34,7 +34,7 @@ from nbp.data import DatasetConfig, build_dataset
 from nbp.data.synthetic import CLASS_NAMES, num_objects
 from nbp.demo_runner import Budget, StageRunner, log
 from nbp.errors import UserError
-from nbp.files import write_json_atomic
+from nbp.files import check_output_folder, write_json_atomic
 from nbp.sampling_controls import SamplingControls
 
 FRAMES, SIZE, FPS = 17, 32, 8  # the synthetic pipeline: 17x32x32 clips -> a 5x8x8 token grid
@@ -362,12 +362,10 @@ def main(argv: list[str], prog: str = "nbp demo") -> int:
     args = build_parser(prog).parse_args(argv)
     budget = Budget(args.minutes)
     device = resolve_device(args.device)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    threads = choose_threads(args.threads)
+    out = check_output_folder(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    threads = choose_threads(args.threads)
     torch.set_num_threads(threads)
     started = time.perf_counter()
     runner = StageRunner(out)

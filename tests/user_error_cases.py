@@ -419,10 +419,10 @@ def _cases() -> list[Case]:
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
     add("interrupt/data synthetic", "data synthetic --out {case}/int_synth --videos-per-class 200 --size 64",
-        expect="interrupt", interrupt_when="{case}/int_synth")
+        expect="interrupt", interrupt_when="{case}/int_synth/OneSquare")
     add("interrupt/tokenize with workers", f"tokenize --tokenizer {{tokenizer}} {data} --out {{case}}/int_tok "
         f"--num-workers 2 --batch-size 1 --shard-size 1 --device cpu", expect="interrupt",
-        interrupt_when="{case}/int_tok")
+        interrupt_when="{case}/int_tok/meta.json")
     add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
         f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
     return cases
@@ -442,13 +442,14 @@ def run_case(case: Case, fixtures: dict[str, Path], timeout: float = 300, env: d
            **(env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "nbp", *argv], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_interrupt)
     if case.expect == "interrupt":
         marker = Path(fill(case.interrupt_when, fixtures, case))
         deadline = time.time() + timeout
         while not marker.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.1)
-        time.sleep(2.0)  # into the work, past the first files
+        time.sleep(1.0)  # into the work, past the first files
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
     try:
@@ -460,6 +461,12 @@ def run_case(case: Case, fixtures: dict[str, Path], timeout: float = 300, env: d
     stderr = "\n".join(line.rsplit("\r", 1)[-1] for line in stderr.splitlines())
     stderr = "\n".join(line for line in stderr.splitlines() if not _is_progress(line))
     return Result(case, proc.returncode, stderr, time.perf_counter() - started)
+
+
+def _default_interrupt() -> None:
+    # A runner started in the background (`cmd &`) inherits SIGINT ignored, and so would the command;
+    # like a terminal, give it the default so that Ctrl-C reaches Python.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _is_progress(line: str) -> bool:
