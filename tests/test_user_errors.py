@@ -120,3 +120,35 @@ def test_parse_errors_fold_into_one_line():
     assert user_message(ZeroDivisionError()) is None  # a bug, not a mistake
     full = OSError(28, "No space left on device", "/data/out/shard_00003.ids.npy")
     assert "no space left" in user_message(full) and "shard_00003" in user_message(full)
+
+
+def test_split_list_keeps_file_names_with_spaces(tmp_path):
+    from nbp.data.datasets import parse_ucf_split
+
+    split = tmp_path / "trainlist01.txt"
+    split.write_text("OneSquare/v_OneSquare_g01_c01.avi 1\nOneSquare/my clip (copy).avi 1\nTwoSquares/last one.mp4\n")
+    assert parse_ucf_split(split, ["OneSquare", "TwoSquares"]) == [
+        ("OneSquare/v_OneSquare_g01_c01.avi", 0), ("OneSquare/my clip (copy).avi", 0), ("TwoSquares/last one.mp4", 1)]
+
+
+def test_model_file_records_the_tokenizer_compression(tmp_path):
+    import torch
+
+    from nbp.config import NBPConfig
+    from nbp.errors import UserError
+    from nbp.model import NBPTransformer
+    from nbp.model_file import load_model_file, save_model_file
+    from nbp.sampling import check_compatible
+    from tokenizer import TokenizerConfig, VideoTokenizer
+
+    tiny = dict(base_channels=8, norm_groups=4, num_res_blocks=1)
+    torch.manual_seed(0)
+    four, two = (VideoTokenizer(TokenizerConfig.from_preset("synthetic", temporal_downsample=t, **tiny)) for t in (4, 2))
+    config = NBPConfig(vocab_size=four.vocab_size, grid=(5, 8, 8), block=(1, 1, 8), n_layer=1, n_head=2, n_embd=32)
+    path = save_model_file(NBPTransformer(config), config, tmp_path / "m.pt",
+                           tokenizer={"temporal_downsample": 4, "spatial_downsample": 4, "unrelated": 1})
+    model = load_model_file(path)
+    assert model.tokenizer_record == {"temporal_downsample": 4, "spatial_downsample": 4}
+    check_compatible(model, four)
+    with pytest.raises(UserError, match="temporal_downsample 2 .*: 4"):
+        check_compatible(model, two)
