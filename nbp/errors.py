@@ -40,7 +40,7 @@ def user_message(exc: BaseException) -> str | None:
         return _one_line(str(exc))
     missing = _missing_package(exc)
     if missing:
-        return f"this needs the Python package '{missing}', which is not installed here (pip install {missing})"
+        return missing
     for link in _chain(exc):
         if isinstance(link, OSError) and link.errno in _FILE_ERRNOS:
             return _file_message(link)
@@ -52,11 +52,16 @@ _OURS = ("nbp", "tokenizer", "lightning_modules", "tests")
 
 
 def _missing_package(exc: BaseException) -> str | None:
-    """The top-level name of an optional package a setting needs (e.g. torch_xla for accelerator tpu)."""
+    """What to say when a setting needs an optional package that is not installed (torch_xla for tpu)."""
     for link in _chain(exc):
-        if isinstance(link, ModuleNotFoundError) and link.name:
-            top = link.name.split(".")[0]
-            return None if top in _OURS else top
+        if not isinstance(link, ModuleNotFoundError):
+            continue
+        if link.name is None:  # Lightning's own requirement check: its message names the package
+            return _one_line(str(link)) or None
+        top = link.name.split(".")[0]
+        if top in _OURS:
+            return None
+        return f"this needs the Python package '{top}', which is not installed here (pip install {top})"
     return None
 
 
