@@ -68,6 +68,14 @@ class NBPLightningCLI(LightningCLI):
                             f"of a checkpoint written by nbp train")
         check_checkpoint_kind(ckpt_path, config.model.get("class_path") if config.get("model") else None)
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # Model against data before the Trainer starts (and writes config.yaml): a token cache that
+        # is broken or made for another grid is the user's to fix, and costs nothing to find now.
+        check = getattr(self.model, "check_data", None)
+        if check is not None and self.datamodule is not None:
+            check(self.datamodule)
+
     def instantiate_trainer(self, **kwargs):
         # Every Trainer argument comes straight from the config or the command line, so what the
         # Trainer refuses (an unknown strategy, devices=0, ...) is the user's to fix.

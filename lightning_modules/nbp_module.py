@@ -99,9 +99,23 @@ class NBPModule(L.LightningModule):
             self._build(NBPConfig.from_preset(self.hparams.preset, **overrides))
         self._check_data_matches(data)
 
-    def _check_data_matches(self, data: dict) -> None:
+    def check_data(self, datamodule) -> None:
+        """Before training: the data can be described and agrees with every model field already fixed."""
+        data = datamodule.describe() if hasattr(datamodule, "describe") else {}
+        config = self.nbp_config
+        if config is None:  # what setup will build: the given overrides, the rest from the data
+            overrides = dict(self.hparams.overrides)
+            for key in FILLED_FROM_DATA:
+                if key not in overrides and data.get(key) is not None:
+                    overrides[key] = list(data[key]) if key == "grid" else data[key]
+            if not all(k in overrides for k in ("vocab_size", "grid")):
+                return  # setup says what is missing
+            config = NBPConfig.from_preset(self.hparams.preset, **overrides)
+        self._check_data_matches(data, config)
+
+    def _check_data_matches(self, data: dict, cfg: NBPConfig | None = None) -> None:
         """The fields the data fixes must agree with the model's; leave them out (or null) to take the data's."""
-        cfg = self.nbp_config
+        cfg = cfg or self.nbp_config
         hint = "; leave it out (or null) in model.init_args.overrides to take it from the data"
         if data.get("grid") is not None and tuple(data["grid"]) != cfg.grid:
             raise UserError(f"the data has latent grid {list(data['grid'])} but the model config has grid "
