@@ -493,7 +493,7 @@ def run_all(cases: list[Case], fixtures: dict[str, Path], jobs: int = 2, report=
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-k", default="", help="run only the cases whose name contains this")
+    parser.add_argument("-k", default="", help="run only the cases whose name contains this (or, comma-separated, any of these)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--fixtures", type=Path, default=None, help="folder for the fixtures (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.fixtures or Path(tempfile.mkdtemp(prefix="nbp-user-errors-"))
     fixtures = make_fixtures(folder)
-    cases = [c for c in CASES if args.k in c.name]
+    cases = [c for c in CASES if any(part in c.name for part in args.k.split(","))]
 
     def report(result: Result) -> None:
         problems = result.problems(fixtures)

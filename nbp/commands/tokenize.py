@@ -121,25 +121,25 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     pending = writer.pending_shards()
     safe = SkipUnreadable(dataset)
     todo = sum(len(writer.shard_range(k)) for k in pending)
-    bar = tqdm(total=todo, desc=f"tokenize -> {out}", unit="video", disable=not progress, file=sys.stderr)
-    for k in pending:
-        loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
-                            num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
-                            worker_init_fn=ignore_interrupt_in_worker)
-        ids, labels, sources, skipped = [], [], [], []
-        for batch in loader:
-            skipped += batch["skipped"]
-            if batch["video"] is not None:
-                ids.append(encode_videos(tok, batch["video"], dev).cpu())
-                labels += batch["label"]
-                sources += batch["path"]
-            bar.update(len(batch["label"]) + len(batch["skipped"]))
-        shard_ids = torch.cat(ids) if ids else torch.zeros((0, *grid), dtype=torch.long)
-        if tuple(shard_ids.shape[1:]) != grid:
-            raise UserError(f"the tokenizer produced grid {list(shard_ids.shape[1:])} for "
-                            f"{data_cfg.frames}x{data_cfg.size}x{data_cfg.size} clips, expected {list(grid)}")
-        writer.write_shard(k, shard_ids, labels, sources, skipped)
-    bar.close()
+    # closed on any exit, so an error or 'nbp: interrupted' starts on its own line
+    with tqdm(total=todo, desc=f"tokenize -> {out}", unit="video", disable=not progress, file=sys.stderr) as bar:
+        for k in pending:
+            loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
+                                num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
+                                worker_init_fn=ignore_interrupt_in_worker)
+            ids, labels, sources, skipped = [], [], [], []
+            for batch in loader:
+                skipped += batch["skipped"]
+                if batch["video"] is not None:
+                    ids.append(encode_videos(tok, batch["video"], dev).cpu())
+                    labels += batch["label"]
+                    sources += batch["path"]
+                bar.update(len(batch["label"]) + len(batch["skipped"]))
+            shard_ids = torch.cat(ids) if ids else torch.zeros((0, *grid), dtype=torch.long)
+            if tuple(shard_ids.shape[1:]) != grid:
+                raise UserError(f"the tokenizer produced grid {list(shard_ids.shape[1:])} for "
+                                f"{data_cfg.frames}x{data_cfg.size}x{data_cfg.size} clips, expected {list(grid)}")
+            writer.write_shard(k, shard_ids, labels, sources, skipped)
     return writer.finalize()
 
 
