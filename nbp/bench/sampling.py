@@ -16,16 +16,15 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp import precision
 from nbp.config import PRESETS, NBPConfig
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.sampler import sample_sequence
-from nbp.sampling import compiled_step
 from nbp.sampling_controls import SamplingControls
 
 GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
 VOCAB, CLASSES = 64000, 101
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -33,7 +32,8 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
     parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda")
-    parser.add_argument("--dtype", type=str, default="float32", help=", ".join(DTYPES))
+    parser.add_argument("--dtype", type=str, default=None,
+                        help=f"{' | '.join(precision.DTYPES)} (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step")
     parser.add_argument("--ntp", type=bool, default=True, help="also time next-token prediction (1280 calls)")
@@ -57,7 +57,8 @@ def make_config(preset: str, block, vocab_size: int = VOCAB) -> NBPConfig:
 
 
 def make_model(preset: str, block, device, dtype, vocab_size: int = VOCAB) -> NBPTransformer:
-    return NBPTransformer(make_config(preset, block, vocab_size)).to(device=device, dtype=dtype).eval()
+    model = NBPTransformer(make_config(preset, block, vocab_size)).to(device=device).eval()
+    return precision.cast_weights(model, dtype)
 
 
 def _progress(what: str, result: dict) -> None:
@@ -75,11 +76,10 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
     device = next(model.parameters()).device
     cond = torch.arange(batch, device=device) % CLASSES
     generator = torch.Generator(device=device).manual_seed(0)
-    step_fn = compiled_step(model) if compile else None
     if compile:
-        sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+        sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
     _sync(device)
-    seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+    seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
     return {
         "model_calls": stats.model_calls,
         "seconds": round(stats.seconds, 4),
@@ -95,10 +95,10 @@ def time_decode(grid: torch.Tensor, device, dtype) -> float:
     tokenizer = VideoTokenizer(TokenizerConfig.from_preset("ucf101")).to(device=device).eval()
     grid = grid.clamp_max(tokenizer.vocab_size - 1)
     with torch.no_grad():
-        tokenizer.decode(grid[:1])  # warm-up (allocations, kernel selection)
+        tokenizer.decode(grid[:1], dtype=dtype)  # warm-up (allocations, kernel selection)
         _sync(device)
         started = time.perf_counter()
-        tokenizer.decode(grid)
+        tokenizer.decode(grid, dtype=dtype)
         _sync(device)
     return time.perf_counter() - started
 
@@ -107,8 +107,6 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.preset not in PRESETS:
         raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
-    if args.dtype not in DTYPES:
-        raise UserError(f"--dtype {args.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
     if args.batch_size < 1:
@@ -117,7 +115,9 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads} is invalid; use >= 1")
         torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    device = torch.device(args.device)
+    dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
+    precision.enable_tf32(device, dtype)
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 
@@ -133,7 +133,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "preset": args.preset,
         "params": nbp_model.num_params(),
         "vocab_size": args.vocab_size,
-        "dtype": args.dtype,
+        "dtype": precision.dtype_name(dtype),
         "batch_size": batch,
         "compile": args.compile,
         "sampling": {"top_k": args.top_k, "top_p": args.top_p, "temperature": 1.0},
