@@ -94,20 +94,21 @@ def _first_reaching(cumulative: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return (cumulative < target).sum(-1).clamp_max_(BUCKETS - 1)
 
 
-def _sorted_members(z: torch.Tensor, buckets: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-    """(R, M) logits of bucket which[r] in each row, descending, padded with -inf."""
-    rows, index = (buckets == which[:, None]).nonzero(as_tuple=True)
-    values = z[rows, index]
+def _sorted_members(z: torch.Tensor, buckets: torch.Tensor, inside: torch.Tensor):
+    """The logits where `inside` (R, V), per row in descending order, padded with -inf: (values, their buckets)."""
+    rows, index = inside.nonzero(as_tuple=True)
+    values, member_buckets = z[rows, index], buckets[rows, index]
     # order by row, then by descending value: two stable sorts of the few members
     order = torch.sort(values, descending=True, stable=True).indices
     order = order[torch.sort(rows[order], stable=True).indices]
-    rows, values = rows[order], values[order]
+    rows, values, member_buckets = rows[order], values[order], member_buckets[order]
     counts = torch.bincount(rows, minlength=z.shape[0])
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel(), device=z.device) - starts[rows]
-    out = torch.full((z.shape[0], max(int(counts.max()), 1)), float("-inf"), device=z.device)
-    out[rows, slot] = values
-    return out
+    slot = torch.arange(rows.numel(), device=z.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    width = max(int(counts.max()), 1)
+    out = torch.full((z.shape[0], width), float("-inf"), device=z.device)
+    out_buckets = torch.full((z.shape[0], width), BUCKETS, dtype=torch.long, device=z.device)
+    out[rows, slot], out_buckets[rows, slot] = values, member_buckets
+    return out, out_buckets
 
 
 def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -118,45 +119,60 @@ def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor) -> torch.T
     return torch.where(larger > 0, above, torch.zeros_like(above))
 
 
+def _before(cumulative: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+    """(R, 1) cumulative value of the buckets strictly before `bucket` (R, 1)."""
+    return torch.where(bucket > 0, cumulative.gather(1, (bucket - 1).clamp_min(0)), 0.0)
+
+
 def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None):
     """(R, 1) threshold t per row of z (R, V): the kept tokens are exactly those with z >= t.
 
-    Also returns the row maxima and exp(z - max), which the draw reuses.
+    Also returns exp(z - row max), which the draw reuses. One histogram pass, then one
+    pass collecting the tokens of the boundary buckets: the top-k bucket, and the
+    buckets where the top-p boundary can be (usually one; the exact top-k mass is
+    only known after sorting the top-k bucket, so its range may span a few).
     """
     rows, vocab = z.shape
     top = z.amax(-1, keepdim=True)
     weights = torch.exp(z - top)
     k = top_k if top_k and top_k < vocab else None
     nucleus = top_p is not None and top_p < 1.0
-    threshold = torch.full((rows, 1), float("-inf"), device=z.device)
     if k is None and not nucleus:
-        return threshold, top, weights
+        return torch.full((rows, 1), float("-inf"), device=z.device), weights
     buckets = _buckets(z, top)
     mass = torch.zeros(rows, BUCKETS, device=z.device).scatter_add_(1, buckets, weights)
+    cumulative = torch.cumsum(mass, -1)
+    k_edge = torch.full((rows, 1), BUCKETS, device=z.device, dtype=torch.long)  # no top-k: beyond every bucket
     if k is not None:
         counts = torch.zeros(rows, BUCKETS, device=z.device).scatter_add_(1, buckets, torch.ones_like(z))
         reached = torch.cumsum(counts, -1)
-        edge = _first_reaching(reached, torch.full((rows, 1), float(k), device=z.device))
-        members = _sorted_members(z, buckets, edge)
-        before = (reached - counts).gather(1, edge[:, None]).long()  # tokens in higher buckets
-        threshold = members.gather(1, (k - 1 - before).clamp_(0, members.shape[1] - 1))
-        # the edge bucket keeps only its members at or above the threshold
-        kept_in_edge = torch.where(members >= threshold, torch.exp(members - top), 0.0).sum(-1)
-        above = torch.arange(BUCKETS, device=z.device) < edge[:, None]
-        mass = torch.where(above, mass, 0.0).scatter_(1, edge[:, None], kept_in_edge[:, None])
+        k_edge = _first_reaching(reached, torch.full((rows, 1), float(k), device=z.device))[:, None]
+        higher = _before(reached, k_edge).long()  # tokens kept for sure, in buckets above the edge
+    inside = buckets == k_edge
     if nucleus:
-        cumulative = torch.cumsum(mass, -1)
-        target = top_p * cumulative[:, -1:]
-        edge = _first_reaching(cumulative, target)
-        members = _sorted_members(z, buckets, edge)
-        member_weights = torch.where(members >= threshold, torch.exp(members - top), 0.0)
-        # the mass of the higher buckets, read where `edge` was found so both agree to the last bit
-        mass_before = torch.where(edge[:, None] > 0, cumulative.gather(1, (edge[:, None] - 1).clamp_min(0)), 0.0)
-        kept = (mass_before + _mass_strictly_above(members, member_weights) < target) & (members >= threshold)
-        kept &= members > float("-inf")  # not the padding
+        # the kept mass lies between the buckets above the top-k edge and those plus the whole edge bucket
+        low = _before(cumulative, k_edge) if k is not None else cumulative[:, -1:]
+        high = cumulative.gather(1, k_edge.clamp_max(BUCKETS - 1)) if k is not None else low
+        p_first = _first_reaching(cumulative, top_p * low)[:, None]
+        p_last = _first_reaching(cumulative, top_p * high)[:, None]
+        inside |= (buckets >= p_first) & (buckets <= p_last)
+    members, member_buckets = _sorted_members(z, buckets, inside)
+    member_weights = torch.exp(members - top)
+    threshold = torch.full((rows, 1), float("-inf"), device=z.device)
+    kept_mass = cumulative[:, -1:]
+    if k is not None:
+        # members are sorted, and buckets above the edge come first: skip them, then count k
+        offset = (member_buckets < k_edge).sum(-1, keepdim=True)
+        threshold = members.gather(1, (offset + k - 1 - higher).clamp_(0, members.shape[1] - 1))
+        in_edge = (member_buckets == k_edge) & (members >= threshold)
+        kept_mass = _before(cumulative, k_edge) + (member_weights * in_edge).sum(-1, keepdim=True)
+    if nucleus:
+        candidate = (member_buckets >= p_first) & (member_buckets <= p_last) & (members >= threshold)
+        above = _before(cumulative, p_first) + _mass_strictly_above(members, member_weights * candidate)
+        kept = candidate & (above < top_p * kept_mass)
         lowest_kept = members.gather(1, (kept.sum(-1, keepdim=True) - 1).clamp_min(0))
         threshold = torch.maximum(threshold, lowest_kept)
-    return threshold, top, weights
+    return threshold, weights
 
 
 def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Tensor:
@@ -165,7 +181,7 @@ def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Ten
     if controls.temperature > 0:
         z = z / controls.temperature
     flat = z.reshape(-1, z.shape[-1])
-    threshold, _, _ = keep_threshold(flat, controls.top_k, controls.top_p)
+    threshold, _ = keep_threshold(flat, controls.top_k, controls.top_p)
     return flat.masked_fill(flat < threshold, float("-inf")).view(z.shape)
 
 
@@ -183,7 +199,7 @@ def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Gene
     z = logits.float().reshape(-1, logits.shape[-1])
     if controls.temperature != 1.0:
         z = z / controls.temperature
-    threshold, _, weights = keep_threshold(z, controls.top_k, controls.top_p)
+    threshold, weights = keep_threshold(z, controls.top_k, controls.top_p)
     cdf = torch.cumsum(weights.mul_(z >= threshold), dim=-1)
     uniform = torch.rand((z.shape[0], 1), device=z.device, generator=generator)
     # right=True picks the first index whose cdf exceeds the draw, which never is a
