@@ -20,8 +20,8 @@ from nbp import precision
 from nbp.config import PRESETS, NBPConfig
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
-from nbp.sampler import sample_sequence
-from nbp.sampling_controls import SamplingControls
+from nbp.sampler import _pad_rows, sample_sequence
+from nbp.sampling_controls import SamplingControls, draw
 
 GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
 VOCAB, CLASSES = 64000, 101
@@ -45,6 +45,8 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a busy CPU")
     parser.add_argument("--vocab-size", type=int, default=VOCAB,
                         help="tokenizer vocabulary (64000 = the paper's FSQ); the output head grows with it")
+    parser.add_argument("--split", type=bool, default=True,
+                        help="also split one decoding call into model / output head / sampling time")
     parser.add_argument("--top-k", type=int, default=16000, help="the paper's sampling defaults")
     parser.add_argument("--top-p", type=float, default=0.9)
     return parser
@@ -87,6 +89,50 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
         "frames_per_s": round(batch * FRAMES / stats.seconds, 3),
         "_grid": model.config.layout.seq_to_grid(seq),
     }
+
+
+def _best_of(fn, device, repeats: int = 5) -> float:
+    """Fastest of a few timed runs (the least disturbed by other work on the machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@torch.no_grad()
+def split_call(model, batch: int, controls, compile: bool) -> dict:
+    """Seconds of one whole-block call, split into model body, output head and sampling.
+
+    The step is timed over every block step of a real sequence on the model's own cache
+    (the one sampling used, so no new graphs); the head and the draw are timed alone on
+    a block of the same shape; the body is the step minus the head.
+    """
+    device = next(model.parameters()).device
+    cache = model.setup_cache(batch)
+    rows, block, first = cache.batch_size, model.block_len, model.config.token_by_token
+    cond = _pad_rows(torch.arange(batch, device=device) % CLASSES, rows)
+    tokens = torch.zeros(rows, block, dtype=torch.long, device=device)
+
+    def all_block_steps():
+        model.prefill(cond, cache)
+        for _ in range(first - 1):  # hybrid: the start block goes in one token at a time
+            model.step(tokens[:, :1], cache, compiled=compile)
+        while cache.pos < model.seq_len:
+            model.step(tokens, cache, compiled=compile)
+
+    block_steps = (model.seq_len - model.prefix_len - first) // block
+    step_s = _best_of(all_block_steps, device, repeats=2) / block_steps
+    hidden = torch.randn(rows, block, model.config.n_embd, device=device, dtype=cache.dtype)
+    head_s = _best_of(lambda: model._logits(hidden), device)
+    logits = model._logits(hidden)[:batch].float()
+    generator = torch.Generator(device=device).manual_seed(0)
+    draw_s = _best_of(lambda: draw(logits, controls, generator), device)
+    return {"tokens_per_call": block, "model_s": round(step_s - head_s, 6), "head_s": round(head_s, 6),
+            "sampling_s": round(draw_s, 6), "call_s": round(step_s + draw_s, 6)}
 
 
 def time_decode(grid: torch.Tensor, device, dtype) -> float:
@@ -148,6 +194,12 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         report["ntp"] = {"block": [1, 1, 1], **ntp}
         # the headline number: wall-clock of next-token over next-block sampling
         report["speedup"] = round(ntp["seconds"] / nbp["seconds"], 2)
+    if args.split:
+        report["nbp"]["per_call"] = split_call(nbp_model, batch, controls, args.compile)
+        if "ntp" in report:
+            report["ntp"]["per_call"] = split_call(ntp_model, batch, controls, args.compile)
+        print(f"per call: {json.dumps({k: report[k]['per_call'] for k in ('nbp', 'ntp') if k in report})}",
+              file=sys.stderr, flush=True)
     if args.no_cache:
         recompute = time_sampling(nbp_model, batch, controls, compile=False, decoder="recompute")
         recompute.pop("_grid")
