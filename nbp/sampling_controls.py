@@ -148,15 +148,17 @@ def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None):
         reached = torch.cumsum(counts, -1)
         k_edge = _first_reaching(reached, torch.full((rows, 1), float(k), device=z.device))[:, None]
         higher = _before(reached, k_edge).long()  # tokens kept for sure, in buckets above the edge
-    inside = buckets == k_edge
+    # which buckets to collect, per row; one extra column stands for "no top-k edge"
+    collect = torch.zeros(rows, BUCKETS + 1, dtype=torch.bool, device=z.device).scatter_(1, k_edge, True)
     if nucleus:
         # the kept mass lies between the buckets above the top-k edge and those plus the whole edge bucket
         low = _before(cumulative, k_edge) if k is not None else cumulative[:, -1:]
         high = cumulative.gather(1, k_edge.clamp_max(BUCKETS - 1)) if k is not None else low
         p_first = _first_reaching(cumulative, top_p * low)[:, None]
         p_last = _first_reaching(cumulative, top_p * high)[:, None]
-        inside |= (buckets >= p_first) & (buckets <= p_last)
-    members, member_buckets = _sorted_members(z, buckets, inside)
+        every = torch.arange(BUCKETS + 1, device=z.device)
+        collect |= (every >= p_first) & (every <= p_last)
+    members, member_buckets = _sorted_members(z, buckets, collect.gather(1, buckets))
     member_weights = torch.exp(members - top)
     threshold = torch.full((rows, 1), float("-inf"), device=z.device)
     kept_mass = cumulative[:, -1:]
