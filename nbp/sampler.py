@@ -114,7 +114,7 @@ def _with_null(model, cond):
     return torch.cat([cond, model.null_condition(cond)], dim=0)
 
 
-def _pad_rows(cond, rows: int):
+def pad_rows(cond, rows: int):
     """Repeat the last condition row up to `rows` (padding rows are decoded and thrown away)."""
     if cond is None or cond.shape[0] == rows:
         return cond
@@ -152,7 +152,7 @@ def sample_sequence(
     model_cond = _with_null(model, cond) if controls.guided else cond
     decoder_cls = {"cache": CachedDecoder, "recompute": RecomputeDecoder}[decoder]
     dec = decoder_cls(model, rows, device, dtype=dtype, compiled=compiled)
-    model_cond = _pad_rows(model_cond, dec.rows)
+    model_cond = pad_rows(model_cond, dec.rows)
     segments = decode_segments(layout, config.token_by_token)
 
     seq = torch.zeros(dec.rows, layout.num_tokens, dtype=torch.long, device=device)

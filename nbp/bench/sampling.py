@@ -20,7 +20,7 @@ from nbp import precision
 from nbp.config import PRESETS, NBPConfig
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
-from nbp.sampler import _pad_rows, sample_sequence
+from nbp.sampler import pad_rows, sample_sequence
 from nbp.sampling_controls import SamplingControls, draw
 
 GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
@@ -114,7 +114,7 @@ def split_call(model, batch: int, controls, compile: bool) -> dict:
     device = next(model.parameters()).device
     cache = model.setup_cache(batch)
     rows, block, first = cache.batch_size, model.block_len, model.config.token_by_token
-    cond = _pad_rows(torch.arange(batch, device=device) % CLASSES, rows)
+    cond = pad_rows(torch.arange(batch, device=device) % CLASSES, rows)
     tokens = torch.zeros(rows, block, dtype=torch.long, device=device)
 
     def all_block_steps():
