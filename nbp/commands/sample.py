@@ -18,6 +18,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
+from nbp import precision
 from nbp.devices import pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, sha256_file, write_json_atomic
@@ -49,20 +50,23 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
     parser.add_argument("--device", type=str, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
+    parser.add_argument("--dtype", type=str, default=None,
+                        help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
     return parser
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load_any_model(path: str, device: str):
+def load_any_model(path: str, device: str, dtype=None):
     """model.pt through `load_model`; a Lightning .ckpt through the training module's own loader."""
     if Path(path).suffix == ".ckpt" and Path(path).is_file():
         # Only a Lightning checkpoint needs Lightning to read it; everything else stays Lightning-free.
         from lightning_modules.nbp_module import NBPModule
 
-        return NBPModule.load_model(path).to(device).eval()
-    return load_model(path, device)
+        model = NBPModule.load_model(path, device)
+        return model if dtype is None else precision.cast_weights(model, dtype)
+    return load_model(path, device, dtype)
 
 
 def load_tokenizer(path: str, device: str):
@@ -174,8 +178,9 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     args.device = str(pick_device(args.device))
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
+    dtype = precision.resolve_dtype(args.dtype, args.device, "--dtype")
     check_output_folder(args.out)
-    model = load_any_model(args.model, args.device)
+    model = load_any_model(args.model, args.device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, args.device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
@@ -192,9 +197,9 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     for batch in tqdm(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                      compile=args.compile)
+                                      compile=args.compile, dtype=dtype)
         started = time.perf_counter()
-        video = tokens_to_video(tokenizer, grid).cpu()
+        video = tokens_to_video(tokenizer, grid, dtype).cpu()
         decode_seconds += time.perf_counter() - started
         sample_seconds += stats.seconds
         model_calls += stats.model_calls

@@ -24,6 +24,9 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--fps", type=float, default=8, help="frame rate real clips are resampled to")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
     parser.add_argument("--device", type=str, default="auto")
+    parser.add_argument("--dtype", type=str, default=None,
+                        help="float32 | bfloat16 | float16 for the transformer and the tokenizer "
+                             "(default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -45,12 +48,12 @@ def check_generation_args(args) -> None:
     check_output_folder(cache_folder(args), "--cache")
 
 
-def load_generator(model_path: str, tokenizer_path: str, device: torch.device):
-    """(model, tokenizer, checksums) on `device`, checked to fit each other."""
+def load_generator(model_path: str, tokenizer_path: str, device: torch.device, dtype=None):
+    """(model, tokenizer, checksums) on `device`, checked to fit each other; transformer weights in `dtype`."""
     from nbp.commands.tokenize import load_tokenizer
     from nbp.sampling import check_compatible, load_model
 
-    model = load_model(model_path, device)
+    model = load_model(model_path, device, dtype)
     tokenizer = load_tokenizer(tokenizer_path, device)
     check_compatible(model, tokenizer)
     return model, tokenizer, {"model_sha256": sha256_file(model_path), "tokenizer_sha256": sha256_file(tokenizer_path)}
@@ -63,7 +66,11 @@ def load_checked_generator(args, device: torch.device, condition: str, task: str
     """
     from nbp.sampling import pixel_shape
 
-    model, tokenizer, checksums = load_generator(args.model, args.tokenizer, device)
+    from nbp.precision import dtype_name, resolve_dtype
+
+    dtype = resolve_dtype(args.dtype, device, "--dtype")
+    args.dtype = dtype_name(dtype)  # recorded in the shard metadata, so a resumed run keeps the same precision
+    model, tokenizer, checksums = load_generator(args.model, args.tokenizer, device, dtype)
     if model.config.condition != condition:
         wanted = {"class": "a class-conditional model", "frames": "a frame-conditional model (condition='frames')"}
         raise UserError(f"{args.model} is conditioned on {model.config.condition!r}; {task} needs {wanted[condition]}")
@@ -115,7 +122,9 @@ def run_fields(args, checksums: dict, shards, cache: str, generated_now: int, wo
 
 
 def sampling_settings(args) -> dict:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale}
+    """Keyword arguments of `generate` (dtype None: the device default, as at loading)."""
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale,
+            "dtype": getattr(args, "dtype", None)}
 
 
 def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Generator:
