@@ -144,6 +144,22 @@ def ignore_interrupt_in_worker(worker_id: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])  # held by iterate_with_workers
+
+
+def iterate_with_workers(loader):
+    """`iter(loader)` with Ctrl-C held while the worker processes start.
+
+    A worker forked in the moment of a Ctrl-C would get it before `ignore_interrupt_in_worker`
+    runs and print a traceback of its own; held, the main process gets it right after.
+    """
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
 
 def first_line(err: BaseException | str, limit: int = 160) -> str:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from nbp.devices import pick_device
-from nbp.errors import UserError, first_line, ignore_interrupt_in_worker
+from nbp.errors import UserError, first_line, ignore_interrupt_in_worker, iterate_with_workers
 from nbp.files import check_output_folder, sha256_file
 from nbp.pixels import to_model
 from nbp.token_cache import CacheMeta, TokenCacheWriter
@@ -128,7 +128,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
                                 num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
                                 worker_init_fn=ignore_interrupt_in_worker)
             ids, labels, sources, skipped = [], [], [], []
-            for batch in loader:
+            for batch in iterate_with_workers(loader):
                 skipped += batch["skipped"]
                 if batch["video"] is not None:
                     ids.append(encode_videos(tok, batch["video"], dev).cpu())
