@@ -33,6 +33,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "fvd": "nbp.bench.fvd",
     },
     "demo": "lightning_modules.demo",
+    "convert": {"official": "nbp.commands.convert_official"},
 }
 
 

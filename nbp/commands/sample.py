@@ -85,6 +85,8 @@ def read_class_index(path: str) -> list[str]:
 
 
 def class_names_for(config, class_index: str | None) -> list[str] | None:
+    if config.class_names and not class_index:  # a model that knows its classes (a converted UCF-101 one)
+        return list(config.class_names)
     if class_index:
         names = read_class_index(class_index)
     else:
