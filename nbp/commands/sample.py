@@ -22,7 +22,7 @@ from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
                           tokens_to_video)
-from nbp.sampling_controls import SamplingControls
+from nbp.sampling_controls import SamplingControls, apply_preset
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -43,7 +43,9 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--cfg-ramp", type=bool, default=False, help="raise the scale linearly from 1 over the steps")
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 1)")
+    parser.add_argument("--sampling", type=str, default=None,
+                        help="named settings: 'released' = the reference evaluation's top-k 16000, top-p 0.9")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
     parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda | cuda:N")
@@ -174,8 +176,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
-    controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
+    chosen = apply_preset(args.sampling, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    controls = SamplingControls(**{"temperature": 1.0, **chosen, "cfg_scale": args.cfg, "cfg_ramp": args.cfg_ramp})
     model = load_any_model(args.model, args.device)
     tokenizer = load_tokenizer(args.tokenizer, args.device)
     check_compatible(model, tokenizer)

@@ -17,7 +17,9 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--batch_size", "--batch-size", type=int, default=16, help="videos generated per forward pass")
     parser.add_argument("--shard_size", "--shard-size", type=int, default=256, help="videos per cached shard")
     parser.add_argument("--cache", type=str, default=None, help="folder for generated shards (default: <out>_samples)")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=None, help="default 1")
+    parser.add_argument("--sampling", type=str, default=None,
+                        help="named settings: 'released' = the reference evaluation's top-k 16000, top-p 0.9, no guidance")
     parser.add_argument("--top_k", "--top-k", type=int, default=None)
     parser.add_argument("--top_p", "--top-p", type=float, default=None)
     parser.add_argument("--cfg_scale", "--cfg-scale", type=float, default=1.0, help="1 = no classifier-free guidance")
@@ -33,6 +35,7 @@ def check_generation_args(args) -> None:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
     if args.num_samples < 2:
         raise UserError(f"--num-samples {args.num_samples}: FVD needs at least 2")
+    sampling_settings(args)  # an unknown --sampling preset fails here, before any loading
 
 
 def load_generator(model_path: str, tokenizer_path: str, device: torch.device):
@@ -98,7 +101,11 @@ def run_fields(args, checksums: dict, shards, cache: str, generated_now: int, wo
 
 
 def sampling_settings(args) -> dict:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale}
+    from nbp.sampling_controls import apply_preset
+
+    given = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    settings = {"temperature": 1.0, **apply_preset(args.sampling, **given)}
+    return {**settings, "cfg_scale": args.cfg_scale}
 
 
 def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Generator:
