@@ -32,3 +32,16 @@ def rule_weights(manifest) -> dict[str, torch.Tensor]:
             tensor = 0.05 * noise
         state[f"module.{name}"] = tensor
     return state
+
+
+def reference_tokenizer_state(seed: int, **overrides) -> dict[str, torch.Tensor]:
+    """A smaller network of the reference design with its key names and bf16 tensors, as a released file holds it."""
+    from tokenizer import TokenizerConfig, VideoTokenizer
+
+    torch.manual_seed(seed)
+    config = TokenizerConfig.from_preset("magvit2", **{"base_channels": 32, "num_res_blocks": 1, **overrides})
+    state = {}
+    for key, value in VideoTokenizer(config).state_dict().items():
+        key = key.replace("encoder.layers.", "encoder_layers.").replace("decoder.layers.", "decoder_layers.")
+        state[f"module.{key}"] = value.to(torch.bfloat16)
+    return state

@@ -13,8 +13,7 @@ from nbp.official.transformer import ucf101_class_text
 from nbp.sampling import generate_tokens, load_model
 from nbp.sampling_controls import SamplingControls
 from tests.nbp.metrics.standins import save_scripted_pooling_detector
-from tests.nbp.official.golden import DATA, load_golden
-from tests.nbp.official.test_official_tokenizer import _small_reference_state
+from tests.nbp.official.golden import DATA, load_golden, reference_tokenizer_state
 
 UCF, K600 = DATA / "ucf_hybrid_tiny.ckpt", DATA / "k600_tiny.ckpt"
 
@@ -23,7 +22,7 @@ UCF, K600 = DATA / "ucf_hybrid_tiny.ckpt", DATA / "k600_tiny.ckpt"
 def small_tokenizer(tmp_path_factory):
     """A released-format MAGVIT-v2 file, narrow so that 128x128 decoding stays cheap on a CPU."""
     path = tmp_path_factory.mktemp("released") / "magvit2_small.pt"
-    torch.save({"model_state_dict": _small_reference_state(seed=5)}, path)
+    torch.save({"model_state_dict": reference_tokenizer_state(seed=5)}, path)
     return path
 
 

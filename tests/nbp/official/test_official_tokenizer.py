@@ -7,7 +7,7 @@ import torch
 
 from nbp.errors import UserError
 from nbp.official.tokenizer import load_official_tokenizer, official_tokenizer_from_state
-from tests.nbp.official.golden import DATA, load_golden, rule_weights
+from tests.nbp.official.golden import DATA, load_golden, reference_tokenizer_state, rule_weights
 from tokenizer import TokenizerConfig, VideoTokenizer
 
 
@@ -54,21 +54,9 @@ def test_reference_fsq_round_trips_every_code(tokenizer):
     assert torch.equal(fsq.codes_to_indices(fsq.indices_to_codes(ids)), ids)
 
 
-def _small_reference_state(seed: int, base: int = 32, blocks: int = 1) -> dict:
-    """A smaller network of the reference design, with its key names, as a released file would hold it."""
-    torch.manual_seed(seed)
-    config = TokenizerConfig.from_preset("magvit2", base_channels=base, num_res_blocks=blocks)
-    state = VideoTokenizer(config).state_dict()
-    renamed = {}
-    for key, value in state.items():
-        key = key.replace("encoder.layers.", "encoder_layers.").replace("decoder.layers.", "decoder_layers.")
-        renamed[f"module.{key}"] = value.to(torch.bfloat16)
-    return renamed
-
-
 def test_file_round_trip_reads_widths_from_the_weights(tmp_path):
     path = tmp_path / "magvit2_small.pt"
-    torch.save({"model_state_dict": _small_reference_state(3), "version": "0.0"}, path)
+    torch.save({"model_state_dict": reference_tokenizer_state(3), "version": "0.0"}, path)
     tokenizer = load_official_tokenizer(path)
     assert tokenizer.config.base_channels == 32 and tokenizer.config.num_res_blocks == 1
     video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -82,7 +70,7 @@ def test_bad_tokenizer_files(tmp_path):
         load_official_tokenizer(DATA / "k600_tiny.ckpt")
     truncated = tmp_path / "cut.pt"
     full = tmp_path / "full.pt"
-    torch.save({"model_state_dict": _small_reference_state(0)}, full)
+    torch.save({"model_state_dict": reference_tokenizer_state(0)}, full)
     truncated.write_bytes(full.read_bytes()[:5000])
     with pytest.raises(UserError, match="not a readable"):
         load_official_tokenizer(truncated)
