@@ -125,8 +125,9 @@ class NBPConfig:
                 self._fail("block", "first_block='context' needs the context to be whole blocks")
         if self.hybrid_placeholders and (self.first_block != "hybrid" or self.hybrid_blocks != 1):
             self._fail("hybrid_placeholders", "only first_block='hybrid' with hybrid_blocks=1 has placeholders")
-        if self.class_text_len < 0 or (self.class_text_len and self.condition != "class"):
-            self._fail("class_text_len", "0, or the number of text tokens of a class-conditional model")
+        if self.class_text_len < 0 or (self.class_text_len and (self.condition != "class" or self.class_every_position)):
+            self._fail("class_text_len", "0, or the number of text tokens of a class-conditional model "
+                                         "without class_every_position")
         if self.class_names and len(self.class_names) != self.num_classes:
             self._fail("class_names", f"empty or {self.num_classes} names (num_classes)")
         if self.video_offset < 0:

@@ -89,7 +89,10 @@ def config_from_args(args: argparse.Namespace, gpt: dict[str, torch.Tensor], sou
             raise UserError(f"{source}: an unconditional model should have {common['vocab_size']} token rows, has {rows}")
         config = NBPConfig(**common, condition="frames", context_frames=K600_CONTEXT_FRAMES, first_block="context")
     elif args.cond_stage_key == "text" and args.hybrid and args.starts_with_bov and not args.unconditional:
-        names, _ = ucf101_class_text()
+        names, text = ucf101_class_text()
+        if int(args.cond_token_num) != len(text[0]):
+            raise UserError(f"{source}: cond_token_num={args.cond_token_num}, but the shipped UCF-101 class texts are "
+                            f"{len(text[0])} LLaMA ids long")
         offset = rows - common["vocab_size"]  # begin-of-video, placeholders and text come before the video ids
         if offset <= K:
             raise UserError(f"{source}: {rows} token rows leave no room for text before {common['vocab_size']} video ids")
