@@ -20,7 +20,13 @@ def read_torch_file(path: str | Path, what: str):
     # one class and nothing else, so a file cannot run code while it is read.
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+            try:
+                # mmap: optimizer states in the file are never read into memory
+                return torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):  # files in torch's legacy (non-zip) format cannot be mapped
+                    raise
+                return torch.load(local, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, ...: all mean "not a file we can read"
         first = (str(err).strip().splitlines() or [""])[0][:160]
         raise UserError(f"{path} is not a readable {what} ({type(err).__name__}: {first})") from None

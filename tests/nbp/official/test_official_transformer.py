@@ -172,3 +172,13 @@ def test_prefixes_and_dtypes(tmp_path):
     reference = load_official_transformer(DATA / "k600_tiny.ckpt")
     for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
         assert a.dtype == b.dtype and torch.allclose(a, b.half().to(b.dtype)), name
+
+
+def test_legacy_format_file_loads(tmp_path):
+    """torch's pre-zip format cannot be memory-mapped; it is read the plain way."""
+    data = torch.load(DATA / "k600_tiny.ckpt", weights_only=False)
+    path = tmp_path / "legacy.ckpt"
+    torch.save(data, path, _use_new_zipfile_serialization=False)
+    model = load_official_transformer(path)
+    reference = load_official_transformer(DATA / "k600_tiny.ckpt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
