@@ -24,7 +24,7 @@ def parse_reference(ref: str) -> tuple[str, str]:
 
 def _by_hand(repo: str, filename: str, why: str) -> UserError:
     return UserError(f"cannot fetch {filename} from the Hugging Face repo {repo} ({why}); download it by hand from "
-                     f"https://huggingface.co/{repo}/blob/main/{filename} and pass the local path")
+                     f"https://huggingface.co/{repo}/resolve/main/{filename} and pass the local path")
 
 
 def resolve(path: str | Path) -> Path:
@@ -35,8 +35,10 @@ def resolve(path: str | Path) -> Path:
     repo, filename = parse_reference(text)
     try:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import logging as hub_logging
     except ImportError:
         raise _by_hand(repo, filename, "huggingface_hub is not installed; pip install huggingface_hub") from None
+    hub_logging.set_verbosity_error()  # its retry warnings would bury the one line the user needs
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename))
     except Exception as err:  # offline mode, no network, missing file: the fix is the same

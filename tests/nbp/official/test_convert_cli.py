@@ -136,3 +136,30 @@ def test_hub_reference_offline_names_file_and_repo(tmp_path, capsys, monkeypatch
                     "ucf_base_nbp16_hybrid.ckpt", "ShuhuaiRen/NBP-ucf-base", "by hand")
     _one_line_error(capsys, ["convert", "official", "--transformer", "hf://only-owner", "--out", str(tmp_path / "o")],
                     "hf://OWNER/REPO/FILE")
+
+
+def test_hub_reference_is_fetched_into_the_cache_and_converted(tmp_path, monkeypatch):
+    """hf:// goes through huggingface_hub.hf_hub_download (a stand-in here: no network in tests)."""
+    import sys
+    import types
+
+    calls = []
+
+    def hf_hub_download(repo_id, filename):
+        calls.append((repo_id, filename))
+        return str(K600)
+
+    hub = types.ModuleType("huggingface_hub")
+    hub.hf_hub_download = hf_hub_download
+    utils = types.ModuleType("huggingface_hub.utils")
+    utils.logging = types.SimpleNamespace(set_verbosity_error=lambda: None)
+    hub.utils = utils
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    monkeypatch.setitem(sys.modules, "huggingface_hub.utils", utils)
+    out = tmp_path / "k600"
+    assert main(["convert", "official", "--transformer", "hf://ShuhuaiRen/NBP-k600-base/k600_base_nbp16.ckpt",
+                 "--out", str(out)]) == 0
+    assert calls == [("ShuhuaiRen/NBP-k600-base", "k600_base_nbp16.ckpt")]
+    report = json.loads((out / "convert.json").read_text())
+    assert report["sources"]["transformer"]["sha256"] == sha256_file(K600)
+    assert load_model(out / "model.pt").config.first_block == "context"
