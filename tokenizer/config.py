@@ -181,10 +181,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting: 17x128x128 -> 5x16x16 = 1280 tokens, FSQ 64k codes (GPU sized).
     "ucf101": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
                    temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
+    "k600": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
+                 temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
     # The reference implementation's MAGVIT-v2 (370M parameters), the network of the released
     # magvit2_ucf.pt / magvit2_k600.pt: four residual units per stage, 128-256-256-512 wide.
     "magvit2": dict(arch="magvit2", base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=4, norm_groups=32,
                     temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
-    "k600": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
-                 temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
 }
