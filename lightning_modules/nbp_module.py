@@ -28,7 +28,7 @@ from lightning_modules.log_cadence import writes_step_metrics
 from lightning_modules.optim import announce_kernel, build_adamw, build_warmup_cosine
 from nbp.config import NBPConfig
 from nbp.errors import UserError
-from nbp.model_file import load_model_file, save_model_file
+from nbp.model_file import build_model, config_from_file, load_model_file, save_model_file
 from nbp.model import NBPTransformer
 
 FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
@@ -275,8 +275,7 @@ class NBPModule(L.LightningModule):
         config = (ckpt.get("hyper_parameters") or {}).get("nbp_config")
         if config is None:
             raise UserError(f"{path} is not a checkpoint of NBPModule (no nbp_config in its hyperparameters)")
-        model = NBPTransformer(NBPConfig.from_dict(dict(config)))
         prefix = "model."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        model.load_state_dict(state)
-        return model.eval()
+        # as for model.pt: the training run's compile / backend switches do not carry over to inference
+        return build_model(config_from_file(dict(config)), state, map_location)

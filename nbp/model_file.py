@@ -2,6 +2,9 @@
 
 Plain data only, so it loads with `torch.load(weights_only=True)`; written atomically.
 `NBPModule` writes one at the end of training (`model.pt` next to the checkpoints).
+
+Runtime switches (how to run, not what was learned) are not stored, and ignored when an
+older file has them: a model trained with `compile: true` must not compile at inference.
 """
 
 from __future__ import annotations
@@ -15,6 +18,33 @@ from nbp.errors import UserError
 from nbp.files import torch_save_atomic
 
 FORMAT = "nbp-transformer-v1"
+RUNTIME_SWITCHES = ("compile", "attn_backend", "grad_checkpointing")
+
+
+def stored_config(config: NBPConfig) -> dict:
+    """The config as a file keeps it: without the runtime switches."""
+    return {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SWITCHES}
+
+
+def config_from_file(d: dict) -> NBPConfig:
+    """The config of a stored model, with the runtime switches at their defaults."""
+    return NBPConfig.from_dict({k: v for k, v in d.items() if k not in RUNTIME_SWITCHES})
+
+
+def build_model(config: NBPConfig, state: dict, device="cpu", dtype: torch.dtype | None = None):
+    """An `NBPTransformer` (eval mode) holding `state`, built on the meta device and given the tensors.
+
+    No random initialisation runs (the weights would be overwritten anyway); float weights
+    are converted to `dtype` (default: as stored) on `device` before they are assigned.
+    """
+    from nbp.model import NBPTransformer
+
+    with torch.device("meta"):
+        model = NBPTransformer(config)
+    state = {k.replace("_orig_mod.", ""): v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+             for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    return model.to(device).eval()  # moves the position tables; the weights are there already
 
 
 def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: str | Path) -> Path:
@@ -22,14 +52,15 @@ def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: st
     state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
     # Weights go to CPU and lose any torch.compile wrapper prefix, so the file loads anywhere.
     state = {k.replace("_orig_mod.", ""): v.detach().cpu() for k, v in state.items()}
-    torch_save_atomic({"format": FORMAT, "config": config.to_dict(), "state_dict": state}, path)
+    torch_save_atomic({"format": FORMAT, "config": stored_config(config), "state_dict": state}, path)
     return Path(path)
 
 
-def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
-    """Rebuild an `NBPTransformer` (eval mode) from a file written by `save_model_file`."""
-    from nbp.model import NBPTransformer
+def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """Rebuild an `NBPTransformer` (eval mode) on `map_location` from a file written by `save_model_file`.
 
+    dtype: of the weights (default: as stored, float32).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
@@ -39,6 +70,4 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
         raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT})")
-    model = NBPTransformer(NBPConfig.from_dict(dict(data["config"])))
-    model.load_state_dict(data["state_dict"])
-    return model.eval()
+    return build_model(config_from_file(dict(data["config"])), data["state_dict"], map_location, dtype)

@@ -18,6 +18,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
+from nbp import precision
 from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
@@ -50,20 +51,23 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
     parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
+    parser.add_argument("--dtype", type=str, default=None,
+                        help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
     return parser
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load_any_model(path: str, device: str):
+def load_any_model(path: str, device: str, dtype=None):
     """model.pt through `load_model`; a Lightning .ckpt through the training module's own loader."""
     if Path(path).suffix == ".ckpt" and Path(path).is_file():
         # Only a Lightning checkpoint needs Lightning to read it; everything else stays Lightning-free.
         from lightning_modules.nbp_module import NBPModule
 
-        return NBPModule.load_model(path).to(device).eval()
-    return load_model(path, device)
+        model = NBPModule.load_model(path, device)
+        return model if dtype is None else precision.cast_weights(model, dtype)
+    return load_model(path, device, dtype)
 
 
 def load_tokenizer(path: str, device: str):
@@ -178,7 +182,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
     chosen = apply_preset(args.sampling, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     controls = SamplingControls(**{"temperature": 1.0, **chosen, "cfg_scale": args.cfg, "cfg_ramp": args.cfg_ramp})
-    model = load_any_model(args.model, args.device)
+    dtype = precision.resolve_dtype(args.dtype, args.device, "--dtype")
+    model = load_any_model(args.model, args.device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, args.device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
@@ -195,9 +200,9 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     for batch in tqdm(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                      compile=args.compile)
+                                      compile=args.compile, dtype=dtype)
         started = time.perf_counter()
-        video = tokens_to_video(tokenizer, grid).cpu()
+        video = tokens_to_video(tokenizer, grid, dtype).cpu()
         decode_seconds += time.perf_counter() - started
         sample_seconds += stats.seconds
         model_calls += stats.model_calls

@@ -58,3 +58,16 @@ def test_official_preset_runs_tiny_on_cpu(capsys):
     assert report["nbp"]["model_calls"] == 48 and report["layout"]["tokens"] == 768
     assert report["nbp"]["first_block"] == "context" and report["cache"]["speedup"] > 0
     assert main(["bench", "sampling", "--preset", "tiny", "--size", "tiny"]) == 2
+
+
+def test_bench_runs_and_splits_a_call_into_model_head_and_sampling(capsys):
+    import json
+
+    args = ["bench", "sampling", "--ntp", "false", "--no-cache", "false", "--decode", "false",
+            "--vocab-size", "300", "--top-k", "50", "--threads", "1"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dtype"] == "float32" and report["nbp"]["model_calls"] == 95
+    split = report["nbp"]["per_call"]
+    assert split["tokens_per_call"] == 16
+    assert all(split[k] > 0 for k in ("model_s", "head_s", "sampling_s"))
