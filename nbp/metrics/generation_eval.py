@@ -47,7 +47,7 @@ def check_generation_args(args) -> None:
 
     # an unknown --sampling preset or an invalid setting fails here, before any loading
     settings = sampling_settings(args)
-    SamplingControls(**{k: settings[k] for k in ("temperature", "top_k", "top_p", "cfg_scale")})
+    SamplingControls(**{k: v for k, v in settings.items() if k != "dtype"})
     check_output_file(args.out)
     check_output_folder(cache_folder(args), "--cache")
 
