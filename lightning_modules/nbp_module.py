@@ -50,9 +50,12 @@ class NBPModule(L.LightningModule):
         Args:
             preset: NBPConfig preset ("tiny", "base", "xl", "3b").
             overrides: NBPConfig fields that differ from the preset (block, first_block, condition, ...).
-            lr, weight_decay, betas: AdamW; decay applies to Linear weights only.
+            lr: AdamW peak learning rate (reached after warmup_steps).
+            weight_decay: AdamW weight decay; it applies to the weights of Linear layers only.
+            betas: AdamW betas.
             warmup_steps: linear warmup from 0 to lr; then cosine to lr * min_lr_ratio at total_steps.
             total_steps: length of the cosine; defaults to the Trainer's max_steps / estimated steps.
+            min_lr_ratio: the learning rate at the end of the cosine, as a fraction of lr.
             export_name: file written next to the checkpoints at the end of fit (None: no export).
         """
         super().__init__()

@@ -47,8 +47,20 @@ class TokenizerModule(L.LightningModule):
                  lr: float = 1e-4, disc_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.9),
                  warmup_steps: int = 0, grad_clip: float | None = 1.0, export_path: str | None = None,
                  recon_videos: int = 4):
-        """`grad_clip` is the gradient norm clip of both optimizers (Lightning's trainer.gradient_clip_val
-        does not apply to manual optimization). `export_path` receives the tokenizer file."""
+        """
+        Args:
+            preset: TokenizerConfig preset ("synthetic", "ucf101", "k600").
+            overrides: TokenizerConfig fields that differ from the preset.
+            loss: the training losses (LossConfig fields).
+            lr: Adam learning rate of the tokenizer.
+            disc_lr: learning rate of the discriminator (None: lr).
+            betas: Adam betas of both optimizers.
+            warmup_steps: linear learning-rate warmup, in generator steps.
+            grad_clip: gradient norm clip of both optimizers (Lightning's trainer.gradient_clip_val does
+                not apply to manual optimization); None: no clipping.
+            export_path: where the tokenizer file is written at each validation and at the end (None: not written).
+            recon_videos: validation videos written side by side with their reconstructions.
+        """
         super().__init__()
         self.automatic_optimization = False
         # A dict when restored from a checkpoint's hyper-parameters (stored as plain data, see below).

@@ -23,35 +23,34 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class NBPConfig:
-    # tokens: the tokenizer's vocabulary and full latent grid (T', H', W'), context frames included
-    vocab_size: int = 64000
-    grid: tuple[int, int, int] = (5, 16, 16)
-    # how the generated grid is cut: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
+    vocab_size: int = 64000  # token ids the tokenizer produces (its codebook size)
+    grid: tuple[int, int, int] = (5, 16, 16)  # the tokenizer's latent grid (T', H', W'), context frames included
+    # block shape (bt, bh, bw) that tiles the grid: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
     block: tuple[int, int, int] = (1, 1, 16)
-    first_block: str = "start_block"  # or "hybrid": the first block token by token, as in the paper
+    # "start_block": block 0 from learned start embeddings in one pass; "hybrid": the first block token by
+    # token, as in the paper
+    first_block: str = "start_block"
     # hybrid only: how many leading blocks go token by token (the paper: 1; a whole first latent frame
     # lets a small model settle where its objects are before the rows are drawn in parallel)
     hybrid_blocks: int = 1
-    # conditioning
-    condition: str = "class"  # "none" | "class" | "frames"
-    num_classes: int = 101
+    condition: str = "class"  # what the prefix holds: "none" | "class" | "frames"
+    num_classes: int = 101  # class models: the number of classes (a learned null class is added)
     context_frames: int = 0  # latent frames given as the prefix when condition == "frames"
     p_uncond: float = 0.1  # probability of replacing the condition by the null one in training (for CFG)
     # class models: add the class embedding to every input position too, not only as the prefix token,
     # so a small model need not look far back for it (the demo's models: lower loss, and the NTP twin no
     # longer loses objects late in the clip)
     class_every_position: bool = False
-    # transformer
-    n_layer: int = 24
-    n_head: int = 16
-    n_embd: int = 1536
+    n_layer: int = 24  # transformer blocks
+    n_head: int = 16  # attention heads; must divide n_embd
+    n_embd: int = 1536  # width of the residual stream
     arch: str = "reference"  # "reference": LayerNorm, GELU MLP, learned positions; "modern": RMSNorm, SwiGLU, 3D rotary
     attn_backend: str = "auto"  # "auto" | "sdpa" | "flex" | "xformers"
-    dropout: float = 0.1
-    tie_head: bool = False
-    grad_checkpointing: bool = False
-    compile: bool = False
-    rope_theta: float = 10000.0
+    dropout: float = 0.1  # on embeddings and residual branches (not on attention probabilities)
+    tie_head: bool = False  # share the output head's weights with the token embedding
+    grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
+    compile: bool = False  # torch.compile each transformer block
+    rope_theta: float = 10000.0  # arch "modern": base of the rotary frequencies
 
     def __post_init__(self):
         self.grid = tuple(int(v) for v in self.grid)

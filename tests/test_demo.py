@@ -376,3 +376,21 @@ def test_mosaic_places_clips_on_a_grid():
     assert grid.shape == (3, 2, 3 * 4 + 2, 2 * 4 + 1)
     assert grid[0, 0, 0, 0] == 10 and grid[0, 0, 0, 5] == 20 and grid[0, 0, 10, 0] == 50
     assert grid[0, 0, 4, 0] == GAP_GREY and grid[0, 0, 10, 5] == GAP_GREY  # gap row; the empty last cell
+
+
+def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, monkeypatch):
+    # The README's example names the demo's default output folder, runs/demo, relative to where it runs.
+    from tests.test_readme import README, code_blocks
+
+    (example,) = code_blocks(README.read_text(), ("python",))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(demo_runs["out"], target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    video = scope["video"]
+    assert video.dtype == torch.uint8 and tuple(video.shape) == (2, 3, 17, 32, 32)
+    written = tmp_path / "runs" / "two_samples.mp4"
+    import decord
+
+    assert len(decord.VideoReader(str(written))) == 17

@@ -114,7 +114,7 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
     return result
 
 
-def main(argv: list[str], prog: str = "nbp eval recon") -> int:
+def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (or TokenizerModule .ckpt)")
@@ -126,7 +126,11 @@ def main(argv: list[str], prog: str = "nbp eval recon") -> int:
     parser.add_argument("--fvd_protocol", type=str, default="nbp", help="styleganv, nbp or tats")
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--out", type=str | None, default=None, help="also write the JSON to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str], prog: str = "nbp eval recon") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError(f"--batch_size={args.batch_size} and --limit={args.limit} must be >= 1")
     data = DatasetConfig(**vars(args.data)) if not isinstance(args.data, DatasetConfig) else args.data
