@@ -1,9 +1,9 @@
-"""The one exception type for mistakes a user can make (bad path, value, checkpoint).
+"""`UserError`, the one exception type for mistakes a user can make.
 
-The command line turns it into a single line on stderr and exit code 2; library
-callers can catch it like any ValueError.
+It lives in `tokenizer.errors` because `tokenizer/` sits below `nbp/` and must not import it; this module
+re-exports it so that code in `nbp/` and above keeps one name for it.
 """
 
+from tokenizer.errors import UserError
 
-class UserError(ValueError):
-    """A problem with the user's input, reported as one line without a traceback."""
+__all__ = ["UserError"]

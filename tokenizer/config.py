@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nbp.errors import UserError
+from tokenizer.errors import UserError
 
 QUANTIZERS = ("fsq", "lfq", "vq")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nbp.errors import UserError
+from tokenizer.errors import UserError
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nbp.errors import UserError
-from nbp.files import torch_save_atomic
+from tokenizer.errors import UserError
+from tokenizer.files import torch_save_atomic
 from tokenizer.config import TokenizerConfig
 from tokenizer.decoder import Decoder
 from tokenizer.encoder import Encoder
