@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import announce_kernel, build_adamw, build_warmup_cosine
+from nbp.optim import announce_kernel, build_adamw, build_warmup_cosine
 from nbp.config import NBPConfig
 from nbp.errors import UserError
 from nbp.model_file import load_model_file, save_model_file

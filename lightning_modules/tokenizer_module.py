@@ -17,7 +17,7 @@ import torch
 from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import announce_kernel, kernel_flag
+from nbp.optim import announce_kernel, kernel_flag
 from nbp.commands.eval_recon import frame_ssim
 from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model

@@ -41,7 +41,7 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
 
 
 def _build(spec: dict, device: torch.device):
-    from lightning_modules.optim import build_adamw
+    from nbp.optim import build_adamw
     from nbp.config import NBPConfig
     from nbp.model import NBPTransformer
 

@@ -10,7 +10,7 @@ import yaml
 from torch import nn
 
 from lightning_modules.nbp_module import NBPModule
-from lightning_modules.optim import build_adamw, fused_available, split_decay_parameters, warmup_cosine
+from nbp.optim import build_adamw, fused_available, split_decay_parameters, warmup_cosine
 from lightning_modules.token_data import TokenDataModule
 from nbp.config import NBPConfig
 from nbp.errors import UserError
