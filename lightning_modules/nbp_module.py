@@ -268,18 +268,4 @@ class NBPModule(L.LightningModule):
     @staticmethod
     def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> NBPTransformer:
         """Rebuild the transformer from a Lightning checkpoint of this module or from an exported model.pt."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such checkpoint")
-        if path.suffix != ".ckpt":
-            return load_model_file(path, map_location)
-        # Our own Lightning checkpoint: it also pickles loop and data-module state, so full loading.
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        config = (ckpt.get("hyper_parameters") or {}).get("nbp_config")
-        if config is None:
-            raise UserError(f"{path} is not a checkpoint of NBPModule (no nbp_config in its hyperparameters)")
-        model = NBPTransformer(NBPConfig.from_dict(dict(config)))
-        prefix = "model."
-        state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        model.load_state_dict(state)
-        return model.eval()
+        return load_model_file(path, map_location)

@@ -2,10 +2,13 @@
 
 Plain data only, so it loads with `torch.load(weights_only=True)`; written atomically.
 `NBPModule` writes one at the end of training (`model.pt` next to the checkpoints).
+`load_model_file` also reads the Lightning checkpoints (`.ckpt`) of that module: they hold plain data
+too (the resolved config in their hyperparameters), so reading them needs no Lightning.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -27,18 +30,44 @@ def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: st
 
 
 def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
-    """Rebuild an `NBPTransformer` (eval mode) from a file written by `save_model_file`."""
+    """Rebuild an `NBPTransformer` (eval mode) from a file written by `save_model_file` or a `.ckpt` of NBPModule."""
     from nbp.model import NBPTransformer
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = _load(path, map_location)
     except Exception as err:
         raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT})")
-    model = NBPTransformer(NBPConfig.from_dict(dict(data["config"])))
-    model.load_state_dict(data["state_dict"])
+    config, state = _config_and_weights(path, data)
+    model = NBPTransformer(NBPConfig.from_dict(dict(config)))
+    model.load_state_dict(state)
     return model.eval()
+
+
+def _load(path: Path, map_location):
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        if path.suffix != ".ckpt":
+            raise
+        # Our own Lightning checkpoint whose saved data-module settings hold objects beyond plain data
+        # (the project's rule allows full loading for exactly these files).
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _config_and_weights(path: Path, data) -> tuple[dict, dict]:
+    """(NBPConfig dict, transformer state dict) of a model file or of a Lightning checkpoint of NBPModule."""
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return data["config"], data["state_dict"]
+    if isinstance(data, dict) and "pytorch-lightning_version" in data:
+        config = (data.get("hyper_parameters") or {}).get("nbp_config")
+        if config is None:
+            raise UserError(f"{path} is a Lightning checkpoint but not of NBPModule (no nbp_config in its "
+                            f"hyperparameters); give a checkpoint of the transformer or its model.pt")
+        prefix = "model."  # NBPModule holds the transformer as its `model` attribute
+        state = {k[len(prefix):]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
+        return config, state
+    raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT} "
+                    f"or a Lightning checkpoint of NBPModule)")

@@ -54,16 +54,6 @@ def build_parser(prog: str) -> ArgumentParser:
 # ---------------------------------------------------------------- loading
 
 
-def load_any_model(path: str, device: str):
-    """model.pt through `load_model`; a Lightning .ckpt through the training module's own loader."""
-    if Path(path).suffix == ".ckpt" and Path(path).is_file():
-        # Only a Lightning checkpoint needs Lightning to read it; everything else stays Lightning-free.
-        from lightning_modules.nbp_module import NBPModule
-
-        return NBPModule.load_model(path).to(device).eval()
-    return load_model(path, device)
-
-
 def load_tokenizer(path: str, device: str):
     from tokenizer import VideoTokenizer
 
@@ -174,7 +164,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
-    model = load_any_model(args.model, args.device)
+    model = load_model(args.model, args.device)
     tokenizer = load_tokenizer(args.tokenizer, args.device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
