@@ -32,7 +32,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "sampling": "nbp.bench.sampling",
         "fvd": "nbp.bench.fvd",
     },
-    "demo": "lightning_modules.demo",
+    "demo": "lightning_modules.demo.cli",
 }
 
 

@@ -22,7 +22,8 @@ import pytest
 import torch
 import yaml
 
-from nbp.data.synthetic import CLASS_NAMES, class_colours, count_objects, num_objects, shown_colours
+from lightning_modules.demo.judges import count_objects, shown_colours
+from nbp.data.synthetic import CLASS_NAMES, class_colours, num_objects
 
 MINUTES = "0.3"
 FIRST_STAGES = ("data", "tokenizer", "tokens")
@@ -216,7 +217,7 @@ def test_third_run_reuses_everything_quickly(demo_runs):
 
 def test_object_tracking_finds_objects_and_measures_their_offset():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import object_tracking
+    from lightning_modules.demo.evaluate import object_tracking
 
     real = torch.zeros(2, 3, 4, 32, 32, dtype=torch.uint8)  # B C T H W
     for t in range(4):
@@ -244,7 +245,7 @@ def _two_squares(frames: int = 6) -> torch.Tensor:
 
 def test_sample_checks_see_colour_changes_and_extra_objects():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import colours_right, object_count_hits, objects_right
+    from lightning_modules.demo.evaluate import colours_right, object_count_hits, objects_right
 
     right = _two_squares()
     recoloured = right.clone()  # green turns magenta from frame 3: right count, wrong colours
@@ -261,7 +262,7 @@ def test_sample_checks_see_colour_changes_and_extra_objects():
 
 def test_counts_right_goes_by_the_count_of_most_frames():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import counts_right
+    from lightning_modules.demo.evaluate import counts_right
 
     right = _two_squares()
     flicker = right.clone()  # a third object in 2 of 6 frames: most frames still show two
@@ -290,7 +291,7 @@ class _LosslessCodec:
 
 
 def test_tokenizer_quality_counts_objects_of_the_reconstructions():
-    from nbp.demo_eval import tokenizer_quality
+    from lightning_modules.demo.evaluate import tokenizer_quality
 
     clip = _two_squares()
     scores = tokenizer_quality(_LosslessCodec(), [clip] * 3, batch_size=2, objects=[2, 2, 1])
@@ -300,7 +301,7 @@ def test_tokenizer_quality_counts_objects_of_the_reconstructions():
 
 
 def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys):
-    from nbp.demo_runner import StageRunner
+    from lightning_modules.demo.runner import StageRunner
 
     calls = []
 
@@ -325,7 +326,7 @@ def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys)
 
 
 def test_stage_that_raises_leaves_no_marker(tmp_path):
-    from nbp.demo_runner import StageRunner
+    from lightning_modules.demo.runner import StageRunner
 
     def broken(folder: Path) -> dict:
         (folder / "partial.bin").write_bytes(b"half")
@@ -337,8 +338,8 @@ def test_stage_that_raises_leaves_no_marker(tmp_path):
 
 
 def test_budget_and_arguments_are_validated():
-    from lightning_modules.demo import choose_threads, main, resolve_device
-    from nbp.demo_runner import Budget
+    from lightning_modules.demo.cli import choose_threads, main, resolve_device
+    from lightning_modules.demo.runner import Budget
     from nbp.errors import UserError
 
     budget = Budget(10)
@@ -356,7 +357,7 @@ def test_budget_and_arguments_are_validated():
 
 
 def test_time_budget_schedule_warms_up_then_decays():
-    from lightning_modules.demo_train import TimeBudgetSchedule, max_time_string
+    from lightning_modules.demo.train import TimeBudgetSchedule, max_time_string
 
     schedule = TimeBudgetSchedule(100.0, warmup_fraction=0.1, final_ratio=0.05)
     factors = [schedule.factor(t) for t in (0.0, 5.0, 10.0, 55.0, 100.0, 200.0)]
@@ -369,7 +370,7 @@ def test_time_budget_schedule_warms_up_then_decays():
 def test_mosaic_places_clips_on_a_grid():
     import torch
 
-    from nbp.demo_eval import GAP_GREY, mosaic
+    from lightning_modules.demo.evaluate import GAP_GREY, mosaic
 
     clips = torch.stack([torch.full((3, 2, 4, 4), 10 * (i + 1), dtype=torch.uint8) for i in range(5)])
     grid = mosaic(clips, columns=2, gap=1)

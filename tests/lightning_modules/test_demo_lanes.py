@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_modules.demo_lanes import TrainJob, plan_lanes, train_side_by_side
-from nbp.demo_runner import Budget
+from lightning_modules.demo.lanes import TrainJob, plan_lanes, train_side_by_side
+from lightning_modules.demo.runner import Budget
 from nbp.errors import UserError
 
 

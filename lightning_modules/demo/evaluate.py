@@ -1,5 +1,5 @@
 """What `nbp demo` does with trained models: tokenizer quality, class samples, NBP vs NTP timing,
-frame prediction. Plain PyTorch (the training side lives in lightning_modules/demo_train.py).
+frame prediction. Plain PyTorch (the training side lives in lightning_modules/demo/train.py).
 
 Every function writes its files under a given folder and returns a JSON-able dict of numbers
 and paths (what goes into summary.json).
@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from nbp import pixels
-from nbp.data.synthetic import count_objects, object_centres, object_colours, shown_colours
+from lightning_modules.demo.judges import count_objects, object_centres, shown_colours
+from nbp.data.synthetic import object_colours
 from nbp.metrics.frame_quality import FrameQuality
 from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
 from nbp.sampling_controls import SamplingControls

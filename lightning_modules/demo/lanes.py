@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch import Callback
 from tqdm import tqdm
 
-from nbp.demo_runner import log
+from lightning_modules.demo.runner import log
 from nbp.errors import UserError
 
 POLL_SECONDS = 0.5  # how often the parent looks at its workers and redraws the bar
@@ -71,7 +71,7 @@ class StepReporter(Callback):
 
 def _work(job: TrainJob, threads: int, messages) -> None:
     """A worker process: train one job and send ("done", job, result) or ("error", job, text, is_user_error)."""
-    from lightning_modules.demo_train import train_transformer
+    from lightning_modules.demo.train import train_transformer
 
     torch.set_num_threads(threads)
     try:
@@ -89,7 +89,7 @@ def _work(job: TrainJob, threads: int, messages) -> None:
 
 
 def train_one_after_another(jobs: list[TrainJob]) -> dict[str, dict]:
-    from lightning_modules.demo_train import train_transformer
+    from lightning_modules.demo.train import train_transformer
 
     results = {}
     for job in jobs:
