@@ -56,11 +56,22 @@ def _resolve(argv: list[str]) -> tuple[str, list[str], str]:
     return table, argv, prefix
 
 
+def _import_command(module_path: str, prog: str):
+    try:
+        return importlib.import_module(module_path)
+    except ModuleNotFoundError as err:
+        # Training needs Lightning; an inference-only install does not have it.
+        if (err.name or "").partition(".")[0] in ("lightning", "tensorboard"):
+            raise UserError(f"{prog} needs Lightning, which is not installed; install the train extra: "
+                            f"pip install 'nbp-video[train]' (or bash scripts/install.sh)") from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         module_path, rest, prog = _resolve(argv)
-        module = importlib.import_module(module_path)
+        module = _import_command(module_path, prog)
         return int(module.main(rest, prog=prog) or 0)
     except UserError as err:
         print(f"nbp: error: {err}", file=sys.stderr)
