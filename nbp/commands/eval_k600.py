@@ -30,7 +30,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--num_samples", "--num-samples", type=int, default=50000, help="predicted videos")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
     parser.add_argument("--fvd_size", "--fvd-size", type=int, default=64, help="frames are resized to this before the detector")
-    parser.add_argument("--out", type=str, default="eval_k600.json", help="JSON report path")
+    parser.add_argument("--out", type=str, default="runs/eval/k600.json", help="JSON report path")
     add_generation_args(parser)
     return parser
 

@@ -28,7 +28,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--fold", type=int, default=1, help="UCF-101 split 1, 2 or 3")
     parser.add_argument("--num_samples", "--num-samples", type=int, default=10000, help="generated videos")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
-    parser.add_argument("--out", type=str, default="eval_ucf101.json", help="JSON report path")
+    parser.add_argument("--out", type=str, default="runs/eval/ucf101.json", help="JSON report path")
     add_generation_args(parser)
     return parser
 
