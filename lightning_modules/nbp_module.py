@@ -126,13 +126,16 @@ class NBPModule(L.LightningModule):
             context = cfg.context_layout.grid_to_seq(tokens[:, : cfg.context_frames])
             return cfg.layout.grid_to_seq(tokens[:, cfg.context_frames:]), context
         video = cfg.layout.grid_to_seq(tokens)
-        if cfg.condition == "class":
-            labels = batch["label"]
-            if (labels < 0).any():
+        return video, (batch["label"] if cfg.condition == "class" else None)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Checked while the labels are still on the CPU: on a GPU the same check would wait for the
+        # device at every step.
+        if self.nbp_config is not None and self.nbp_config.condition == "class" and "label" in batch:
+            if (batch["label"] < 0).any():
                 raise UserError("a class-conditional model got unlabelled videos (label -1); "
                                 "use condition 'none' or a labelled dataset")
-            return video, labels
-        return video, None
+        return batch
 
     def _loss_and_metrics(self, batch: dict, with_accuracy: bool = True
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 
 from nbp.attention import BACKENDS
 from nbp.blocks import BlockLayout
@@ -56,6 +57,13 @@ class NBPConfig:
         self.grid = tuple(int(v) for v in self.grid)
         self.block = tuple(int(v) for v in self.block)
         self._check()
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        # The layouts and the mask spec are computed once per config (see below); a changed field
+        # makes them stale.
+        for derived in ("layout", "context_layout", "mask_spec"):
+            self.__dict__.pop(derived, None)
 
     def _fail(self, field: str, valid: str):
         raise UserError(f"NBPConfig.{field}={getattr(self, field)!r} is invalid: {valid}")
@@ -112,12 +120,12 @@ class NBPConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
-    @property
+    @cached_property
     def layout(self) -> BlockLayout:
         """Layout of the generated tokens (the grid without the context frames)."""
         return BlockLayout((self.grid[0] - self.context_frames, *self.grid[1:]), self.block)
 
-    @property
+    @cached_property
     def context_layout(self) -> BlockLayout | None:
         """Layout of the context tokens of a frame-conditional model (the prefix), else None."""
         if self.condition != "frames":
@@ -141,7 +149,7 @@ class NBPConfig:
             return self.context_layout.num_tokens
         return 0
 
-    @property
+    @cached_property
     def mask_spec(self) -> MaskSpec:
         return MaskSpec(self.prefix_len, self.block_len, self.layout.num_blocks, self.first_block, self.hybrid_blocks)
 
