@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.log_cadence import writes_step_metrics
 from nbp.optim import announce_kernel, kernel_flag
-from nbp.commands.eval_recon import frame_ssim
+from nbp.metrics.frame_quality import frame_ssim
 from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
 from tokenizer import TokenizerConfig, VideoTokenizer
@@ -195,7 +195,7 @@ class TokenizerModule(L.LightningModule):
         recon = self.tokenizer.decode_codes(quantized.codes).clamp(-1, 1)
         pred_u, target_u = model_to_unit(recon), model_to_unit(target)
         self.val_psnr.update(video_psnr(pred_u, target_u))
-        self.val_ssim.update(frame_ssim(pred_u, target_u))
+        self.val_ssim.update(frame_ssim(pred_u, target_u).mean(1).float())  # per video
         self.val_codes.update(quantized.ids)
         if not self._written_video and self.trainer.is_global_zero:
             self._write_recon_video(target_u, pred_u)

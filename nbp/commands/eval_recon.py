@@ -16,24 +16,14 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict, load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
 from nbp.errors import UserError
 from nbp.files import write_json_atomic
+from nbp.metrics.frame_quality import frame_ssim
 from nbp.pixels import model_to_unit, to_model
 from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
-
-
-def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-video SSIM (mean over frames) of float [0, 1] videos (B, C, T, H, W) -> (B,)."""
-    b, c, t, h, w = pred.shape
-    frames = lambda v: v.float().transpose(1, 2).reshape(b * t, c, h, w)  # noqa: E731
-    kernel = min(11, (min(h, w) - 1) | 1)  # the standard 11-px Gaussian window, shrunk (odd) for tiny frames
-    ssim = structural_similarity_index_measure(frames(pred), frames(target), data_range=1.0,
-                                               kernel_size=kernel, reduction="none")
-    return ssim.view(b, t).mean(1)
 
 
 def try_fvd_metric(protocol: str, device: torch.device):
@@ -84,7 +74,7 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
         pred = model_to_unit(tok.decode(ids))
         target_unit = target.float() / 255.0
         psnr.append(video_psnr(pred, target_unit).cpu())
-        ssim.append(frame_ssim(pred, target_unit).cpu())
+        ssim.append(frame_ssim(pred, target_unit).mean(1).float().cpu())  # per video
         counts += code_histogram(ids, tok.vocab_size).cpu()
         if metric is not None:
             metric.update(target, real=True)
