@@ -84,7 +84,7 @@ class TokenDataModule(L.LightningDataModule):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from nbp.commands.tokenize import load_tokenizer
+            from nbp.sampling import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.hparams.tokenizer, torch.device("cpu"))
             self._tokenizer.requires_grad_(False)

@@ -21,14 +21,33 @@ from nbp.errors import UserError
 from nbp.sampler import DecodeStats, sample_sequence
 from nbp.sampling_controls import SamplingControls
 
-__all__ = ["generate", "generate_tokens", "load_model", "compiled_step", "tokens_to_video", "check_compatible"]
+__all__ = ["generate", "generate_tokens", "load_model", "load_tokenizer", "compiled_step", "tokens_to_video",
+           "check_compatible"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Load a transformer exported by NBP training as `model.pt`, in eval mode on `device`."""
+    """Load a transformer (`model.pt`, or a `.ckpt` of NBP training), in eval mode on `device`."""
     from nbp.model_file import load_model_file
 
     return load_model_file(path).to(device).eval()
+
+
+def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
+    """Load a tokenizer file (or a `.ckpt` of tokenizer training), in eval mode on `device`."""
+    from tokenizer import VideoTokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--tokenizer {path}: no such file; pass a file written by the tokenizer "
+                        f"(e.g. runs/tokenizer_synthetic/tokenizer.pt)")
+    try:
+        tok = VideoTokenizer.load(path)
+    except UserError:
+        raise
+    except Exception as err:  # a file that is not a tokenizer checkpoint
+        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer: {type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    return tok.to(device).eval()
 
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

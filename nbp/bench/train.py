@@ -111,7 +111,8 @@ def measure_backend(spec: dict, barrier=None) -> dict:
 
 def measure_pipeline(spec: dict, barrier=None) -> dict:
     """Training fed from the token cache, or from video files encoded at every step (own process)."""
-    from nbp.commands.tokenize import encode_videos, load_tokenizer
+    from nbp.commands.tokenize import encode_videos
+    from nbp.sampling import load_tokenizer
     from nbp.data import DatasetConfig, build_dataset
     from nbp.token_cache import TokenCache
 

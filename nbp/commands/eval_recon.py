@@ -17,7 +17,8 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader
 
-from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict, load_tokenizer
+from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict
+from nbp.sampling import load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
 from nbp.errors import UserError
 from nbp.files import write_json_atomic

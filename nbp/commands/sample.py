@@ -18,10 +18,11 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
+from nbp.data.datasets import read_class_index
 from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
-from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
-                          tokens_to_video)
+from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
+                          pixel_shape, tokens_to_video)
 from nbp.sampling_controls import SamplingControls
 
 
@@ -54,29 +55,12 @@ def build_parser(prog: str) -> ArgumentParser:
 # ---------------------------------------------------------------- loading
 
 
-def load_tokenizer(path: str, device: str):
-    from tokenizer import VideoTokenizer
-
-    if not Path(path).is_file():
-        raise UserError(f"tokenizer checkpoint {path} does not exist; pass a tokenizer file saved by VideoTokenizer.save")
-    return VideoTokenizer.load(path).to(device).eval()
-
-
-def read_class_index(path: str) -> list[str]:
-    """classInd.txt lines '1 ApplyEyeMakeup' -> names ordered by id (1-based in the file, 0-based here)."""
-    if not Path(path).is_file():
-        raise UserError(f"--class-index {path} does not exist; pass a classInd.txt")
-    pairs = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            number, name = line.split(maxsplit=1)
-            pairs.append((int(number), name.strip()))
-    return [name for _, name in sorted(pairs)]
-
 
 def class_names_for(config, class_index: str | None) -> list[str] | None:
     if class_index:
-        names = read_class_index(class_index)
+        if not Path(class_index).is_file():
+            raise UserError(f"--class-index {class_index} does not exist; pass a classInd.txt")
+        names = read_class_index(Path(class_index))
     else:
         from nbp.data.synthetic import CLASS_NAMES
 

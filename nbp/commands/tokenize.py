@@ -23,25 +23,8 @@ from tqdm import tqdm
 from nbp.errors import UserError
 from nbp.files import sha256_file
 from nbp.pixels import to_model
+from nbp.sampling import load_tokenizer
 from nbp.token_cache import CacheMeta, TokenCacheWriter
-
-
-def load_tokenizer(path: str | Path, device: torch.device):
-    """Load a tokenizer file with a user-facing error for a missing or foreign file."""
-    from tokenizer import VideoTokenizer
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--tokenizer {path}: no such file; pass a file written by the tokenizer "
-                        f"(e.g. runs/tokenizer_synthetic/tokenizer.pt)")
-    try:
-        tok = VideoTokenizer.load(path)
-    except UserError:
-        raise
-    except Exception as err:  # a file that is not a tokenizer checkpoint
-        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer: {type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
-    return tok.to(device).eval()
 
 
 def config_as_dict(config: Any) -> dict:
