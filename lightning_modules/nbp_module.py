@@ -22,14 +22,13 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from lightning_modules.log_cadence import writes_step_metrics
 from nbp.optim import announce_kernel, build_adamw, build_warmup_cosine
 from nbp.config import NBPConfig
 from nbp.errors import UserError
 from nbp.model_file import load_model_file, save_model_file
-from nbp.model import NBPTransformer
+from nbp.model import NBPTransformer, token_cross_entropy
 
 FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
 # NBPConfig fields that only change how a model trains or runs, not what its weights mean.
@@ -142,9 +141,8 @@ class NBPModule(L.LightningModule):
         """Loss, top-1/top-5 accuracy (skipped when not wanted: the top-k costs ~5 % of a small CPU step)."""
         video, cond = self.split_batch(batch)
         logits = self.model(video, cond)
-        flat_logits = logits.reshape(-1, logits.shape[-1]).float()
-        targets = video.reshape(-1)
-        loss = F.cross_entropy(flat_logits, targets)
+        loss = token_cross_entropy(logits, video)
+        flat_logits, targets = logits.reshape(-1, logits.shape[-1]), video.reshape(-1)
         if not with_accuracy:
             return loss, {}, targets.numel()
         with torch.no_grad():
@@ -205,7 +203,7 @@ class NBPModule(L.LightningModule):
         """Per video: bits per generated token under the model (its compression of that video), and its label."""
         video, cond = self.split_batch(batch)
         logits = self.model(video, cond).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), video, reduction="none").mean(dim=1)
+        nll = token_cross_entropy(logits, video, reduction="none").mean(dim=1)
         return {"bits_per_token": nll / math.log(2), "label": batch["label"]}
 
     # ------------------------------------------------------------------ optimisation

@@ -24,6 +24,7 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
 from nbp.errors import UserError
 
 
@@ -57,24 +58,19 @@ def random_i3d_detector(seed: int):
     return I3DDetector(network, source=f"random He-normal init (seed {seed})", sha256=None)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_extraction(metric, videos: torch.Tensor, batch_size: int, device: torch.device) -> dict:
     """Seconds spent in preprocessing and in the detector over all `videos`, batch by batch."""
     detector, protocol = metric.get_detector(), metric.protocol
     seconds = {"preprocess": 0.0, "detector": 0.0}
     with torch.no_grad():
         for start in range(0, videos.shape[0], batch_size):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             x = protocol.preprocess(videos[start : start + batch_size].to(device))
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             detector(x, rescale=protocol.rescale, resize=protocol.resize)
-            _sync(device)
+            sync(device)
             t2 = time.perf_counter()
             seconds["preprocess"] += t1 - t0
             seconds["detector"] += t2 - t1

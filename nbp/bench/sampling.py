@@ -16,6 +16,7 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
@@ -65,11 +66,6 @@ def _progress(what: str, result: dict) -> None:
     print(f"{what}: {result.get('model_calls')} calls, {result['seconds']} s", file=sys.stderr, flush=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "cache") -> dict:
     """One warm-up pass of a few steps is not enough for compile; so warm up with a full run when compiling."""
     device = next(model.parameters()).device
@@ -78,7 +74,7 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
     step_fn = compiled_step(model) if compile else None
     if compile:
         sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
-    _sync(device)
+    sync(device)
     seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
     return {
         "model_calls": stats.model_calls,
@@ -96,10 +92,10 @@ def time_decode(grid: torch.Tensor, device, dtype) -> float:
     grid = grid.clamp_max(tokenizer.vocab_size - 1)
     with torch.no_grad():
         tokenizer.decode(grid[:1])  # warm-up (allocations, kernel selection)
-        _sync(device)
+        sync(device)
         started = time.perf_counter()
         tokenizer.decode(grid)
-        _sync(device)
+        sync(device)
     return time.perf_counter() - started
 
 

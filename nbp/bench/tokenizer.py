@@ -18,6 +18,7 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
 from nbp.errors import UserError
 from tokenizer import TokenizerConfig, VideoTokenizer
 
@@ -39,21 +40,16 @@ def build_parser(prog: str) -> ArgumentParser:
     return parser
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_call(fn, device: torch.device, rounds: int, warmup: int):
     """(median seconds of `rounds` calls after `warmup` untimed calls, the last result)."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         out = fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
 

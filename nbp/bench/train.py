@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
 from nbp.errors import UserError
 
 
@@ -55,20 +55,17 @@ def _build(spec: dict, device: torch.device):
 
 
 def _train_step(model, optimizer, config, tokens: torch.Tensor, labels: torch.Tensor, precision: str) -> None:
+    from nbp.model import token_cross_entropy
+
     video = config.layout.grid_to_seq(tokens)
     dtype = torch.bfloat16 if precision == "bf16" else None
     with torch.autocast(tokens.device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(video, labels)
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), video.flatten())
+    loss = token_cross_entropy(logits, video)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device, barrier=None) -> float:
@@ -78,13 +75,13 @@ def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device, b
     """
     for _ in range(warmup):
         step(next(batches))
-    _sync(device)
+    sync(device)
     if barrier is not None:
         barrier.wait()
     start = time.perf_counter()
     for _ in range(steps):
         step(next(batches))
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
