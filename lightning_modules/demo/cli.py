@@ -33,6 +33,7 @@ from jsonargparse import ArgumentParser
 from nbp.data import DatasetConfig, build_dataset
 from nbp.data.synthetic import CLASS_NAMES, num_objects
 from lightning_modules.demo.runner import Budget, StageRunner, log
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import write_json_atomic
 from nbp.sampling_controls import SamplingControls
@@ -138,13 +139,10 @@ def choose_threads(requested: int) -> int:
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
+    """"cpu" or "cuda": the demo runs on one device kind (Lightning's accelerator names it)."""
+    if name not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {name!r} is invalid; valid: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
-    return name
+    return pick_device(name).type
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -355,7 +353,7 @@ def build_parser(prog: str) -> ArgumentParser:
                                                    "(data, tokenizer, token cache, NBP + NTP, samples, frame prediction).")
     parser.add_argument("--out", type=str, default="runs/demo", help="output folder; a rerun reuses finished stages")
     parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads; 0: one per core, or 1 when the machine is already busy")

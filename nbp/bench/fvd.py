@@ -25,6 +25,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.bench.timing import sync
+from nbp.devices import add_device_argument
 from nbp.errors import UserError
 
 
@@ -37,7 +38,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--size", type=int, default=128, help="input frame side before preprocessing")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
     parser.add_argument("--detector", type=str, default=None, help="detector file (default: a seeded random I3D)")
-    parser.add_argument("--device", type=str, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--separation", type=str, default=None, help="folder of videos for the separation check")
     parser.add_argument("--separation_size", "--separation-size", type=int, default=64, help="frame side read for it")
     parser.add_argument("--seed", type=int, default=0)
@@ -114,7 +115,7 @@ def separation(metric_factory, root: str, frames: int, size: int, seed: int) -> 
 
 
 def run(args) -> dict:
-    from nbp.metrics.evaluation import pick_device
+    from nbp.devices import pick_device
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
 

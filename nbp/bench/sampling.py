@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.sampler import sample_sequence
@@ -33,7 +34,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description="Measure block-parallel sampling speed (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
-    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda")
+    add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default="float32", help=", ".join(DTYPES))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step")
@@ -105,15 +106,14 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
     if args.dtype not in DTYPES:
         raise UserError(f"--dtype {args.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads} is invalid; use >= 1")
         torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    dtype = DTYPES[args.dtype]
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 

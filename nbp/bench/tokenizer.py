@@ -19,6 +19,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.bench.timing import sync
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from tokenizer import TokenizerConfig, VideoTokenizer
 
@@ -35,7 +36,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (0: time the first call)")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda[:N]")
+    add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default="auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     return parser
 
@@ -58,10 +59,7 @@ def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
     args = build_parser(prog).parse_args(argv)
     if min(args.frames, args.size, args.batch, args.rounds) < 1 or args.warmup < 0:
         raise UserError("--frames, --size, --batch and --rounds must all be >= 1, --warmup >= 0")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    device = pick_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if dtype_name not in DTYPES:
         raise UserError(f"--dtype {args.dtype}; valid: auto, {', '.join(DTYPES)}")

@@ -31,6 +31,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.bench.timing import sync
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 
 
@@ -204,7 +205,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description="Training throughput and peak memory (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny")
-    parser.add_argument("--device", type=str, default="cpu")
+    add_device_argument(parser)
     parser.add_argument("--backends", type=list[str], default=["sdpa", "flex", "xformers"])
     parser.add_argument("--grid", type=list[int], default=[5, 8, 8], help="latent grid of part 1 (T', H', W')")
     parser.add_argument("--block", type=list[int], default=[1, 1, 8])
@@ -238,10 +239,8 @@ def main(argv: list[str], prog: str = "nbp bench train") -> int:
         raise UserError("--steps and --batch-size must be >= 1 and --warmup >= 0")
     if args.side_by_side < 0 or args.side_by_side == 1:
         raise UserError(f"--side-by-side {args.side_by_side} is invalid; give 0 (skip) or a process count of 2 or more")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    spec = dict(preset=args.preset, device=args.device, grid=args.grid, block=args.block,
+    device = pick_device(args.device)
+    spec = dict(preset=args.preset, device=str(device), grid=args.grid, block=args.block,
                 first_block=args.first_block, vocab_size=args.vocab_size, batch_size=args.batch_size,
                 steps=args.steps, warmup=args.warmup, precision=args.precision,
                 grad_checkpointing=args.grad_checkpointing, threads=args.threads, n_layer=args.n_layer,

@@ -41,7 +41,8 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
 
     from nbp.data import DatasetConfig, build_dataset
     from nbp.metrics import generation_eval as gen
-    from nbp.metrics.evaluation import distributed_setup, finish, pick_device, summary_line
+    from nbp.devices import pick_device
+    from nbp.metrics.evaluation import distributed_setup, finish, summary_line
     from nbp.metrics.frame_quality import FrameQuality
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol

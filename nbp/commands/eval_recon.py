@@ -18,6 +18,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader
 
 from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict
+from nbp.devices import add_device_argument, pick_device
 from nbp.sampling import load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
 from nbp.errors import UserError
@@ -41,19 +42,11 @@ def try_fvd_metric(protocol: str, device: torch.device):
         return None, str(err)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size: int = 8, limit: int | None = None,
                             device: str = "auto", fvd: bool = True, fvd_protocol: str = "nbp",
                             num_workers: int = 0) -> dict:
-    dev = _device(device)
+    dev = pick_device(device)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = SkipUnreadable(build_dataset(data))
     if len(dataset) == 0:
@@ -112,7 +105,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_class_arguments(DatasetConfig, "data", help="the dataset to reconstruct")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--limit", type=int | None, default=None, help="evaluate at most this many videos")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda[:N]")
+    add_device_argument(parser)
     parser.add_argument("--fvd", type=bool, default=True, help="also compute reconstruction FVD when possible")
     parser.add_argument("--fvd_protocol", type=str, default="nbp", help="styleganv, nbp or tats")
     parser.add_argument("--num_workers", type=int, default=0)

@@ -40,7 +40,8 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
 
     from nbp.data import DatasetConfig, build_dataset
     from nbp.metrics import generation_eval as gen
-    from nbp.metrics.evaluation import distributed_setup, finish, pick_device, rank_share, score_videos, summary_line
+    from nbp.devices import pick_device
+    from nbp.metrics.evaluation import distributed_setup, finish, rank_share, score_videos, summary_line
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
     from nbp.sampling import generate

@@ -19,6 +19,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
 from nbp.data.datasets import read_class_index
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
@@ -47,7 +48,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
-    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda | cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
     return parser
 
@@ -144,12 +145,11 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.num < 1 or args.batch_size < 1:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device} needs CUDA, which is not available here; use --device cpu")
+    device = pick_device(args.device)
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
-    model = load_model(args.model, args.device)
-    tokenizer = load_tokenizer(args.tokenizer, args.device)
+    model = load_model(args.model, device)
+    tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
     out = Path(args.out)
@@ -157,7 +157,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
 
     from nbp.video_io import write_gif, write_mp4, write_png_grid
 
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     videos, files = [], []
     sample_seconds = decode_seconds = 0.0
     model_calls = 0

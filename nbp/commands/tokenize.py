@@ -20,6 +20,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file
 from nbp.pixels import to_model
@@ -82,8 +83,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
                      progress: bool = True) -> CacheMeta:
     from nbp.data import build_dataset
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = pick_device(device)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = build_dataset(data_cfg)
     if len(dataset) == 0:
@@ -132,7 +132,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--shard-size", type=int, default=1024, help="videos per shard file")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding videos")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 

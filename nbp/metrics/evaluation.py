@@ -65,20 +65,6 @@ def distributed_setup() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"--device {name!r} is not a device; valid: auto, cpu, cuda, cuda:N") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
 def rank_share(count: int, rank: int, world: int) -> list[int]:
     """Indices 0..count-1 taken by this rank (interleaved, so every rank gets a near-equal share)."""
     return list(range(rank, count, world))

@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from nbp.devices import add_device_argument
 from nbp.errors import UserError
 from nbp.files import sha256_file
 
@@ -23,7 +24,7 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--cfg_scale", "--cfg-scale", type=float, default=1.0, help="1 = no classifier-free guidance")
     parser.add_argument("--fps", type=float, default=8, help="frame rate real clips are resampled to")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
-    parser.add_argument("--device", type=str, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
