@@ -3,7 +3,6 @@ import math
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,7 +14,7 @@ from lightning_modules.token_data import TokenDataModule
 from nbp.config import NBPConfig
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
-from nbp.token_cache import CacheMeta, TokenCacheWriter
+from tests import token_caches
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "nbp"
 GRID, VOCAB, CLASSES = (2, 4, 4), 16, 3
@@ -23,22 +22,7 @@ SMALL = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 
 
 def write_pattern_cache(root, n=48, seed=0):
-    """Each class has its own fixed token grid with 10% of the tokens replaced at random: learnable."""
-    rng = np.random.default_rng(seed)
-    patterns = rng.integers(0, VOCAB, size=(CLASSES, *GRID))
-    labels = np.arange(n) % CLASSES
-    ids = patterns[labels]
-    noise = rng.random(ids.shape) < 0.1
-    ids = np.where(noise, rng.integers(0, VOCAB, size=ids.shape), ids)
-    meta = CacheMeta(tokenizer_sha256="0" * 64, tokenizer_config={}, vocab_size=VOCAB, grid=GRID, frames=5,
-                     fps=8, resolution=(16, 16), dataset={"kind": "test"}, shard_size=32, num_source_items=n,
-                     num_classes=CLASSES)
-    writer = TokenCacheWriter(root, meta)
-    for k in writer.pending_shards():
-        r = writer.shard_range(k)
-        writer.write_shard(k, ids[r.start:r.stop], labels[r.start:r.stop], [f"v{i}" for i in r])
-    writer.finalize()
-    return root
+    return token_caches.write_pattern_cache(root, n=n, seed=seed, grid=GRID, vocab=VOCAB, classes=CLASSES)
 
 
 @pytest.fixture(scope="module")

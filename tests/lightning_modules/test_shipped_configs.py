@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from lightning_modules.nbp_module import FILLED_FROM_DATA
 from lightning_modules.strategies import BlockFSDP
-from nbp.token_cache import CacheMeta, TokenCacheWriter
 from tests.lightning_modules.launch import (REPO_ROOT, fit_in_process, run_subprocess, torchrun_command,
                                             write_config)
+from tests.token_caches import write_pattern_cache
 
 STEPS = 4  # optimizer steps per run; checkpoints every 2
 TINY_NBP = {"n_layer": 2, "n_head": 2, "n_embd": 32}
@@ -108,20 +107,9 @@ def clip_of(shipped: dict) -> float | None:
 
 
 def write_token_cache(root: Path, n: int = 16, seed: int = 0) -> Path:
-    """A cache as `nbp tokenize` writes it: each class a fixed random grid with 10% of tokens resampled."""
-    rng = np.random.default_rng(seed)
-    patterns = rng.integers(0, CACHE_VOCAB, size=(CACHE_CLASSES, *CACHE_GRID))
-    labels = np.arange(n) % CACHE_CLASSES
-    ids = np.where(rng.random((n, *CACHE_GRID)) < 0.1, rng.integers(0, CACHE_VOCAB, (n, *CACHE_GRID)), patterns[labels])
-    meta = CacheMeta(tokenizer_sha256="0" * 64, tokenizer_config={}, vocab_size=CACHE_VOCAB, grid=CACHE_GRID,
-                     frames=9, fps=8, resolution=(16, 128), dataset={"kind": "test"}, shard_size=8,
-                     num_source_items=n, num_classes=CACHE_CLASSES)
-    writer = TokenCacheWriter(root, meta)
-    for k in writer.pending_shards():
-        r = writer.shard_range(k)
-        writer.write_shard(k, ids[r.start:r.stop], labels[r.start:r.stop], [f"v{i}" for i in r])
-    writer.finalize()
-    return root
+    """Grids of 3 latent frames with rows of 16, as the paper's block shape needs for 2 context frames."""
+    return write_pattern_cache(root, n=n, seed=seed, grid=CACHE_GRID, vocab=CACHE_VOCAB, classes=CACHE_CLASSES,
+                               frames=9, resolution=(16, 128), shard_size=8)
 
 
 def kinetics_layout(ucf_root: Path, out: Path) -> Path:
