@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
-from tqdm import tqdm
 
 from nbp.data.datasets import read_class_index
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file, write_json_atomic
+from nbp.progress import progress
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
                           pixel_shape, tokens_to_video)
 from nbp.sampling_controls import SamplingControls
@@ -162,7 +162,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     sample_seconds = decode_seconds = 0.0
     model_calls = 0
     batches = [jobs[i:i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
-    for batch in tqdm(batches, desc="sampling", unit="batch"):
+    for batch in progress(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
                                       compile=args.compile)

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import sha256_file
 from nbp.pixels import to_model
+from nbp.progress import progress as progress_bar
 from nbp.sampling import load_tokenizer
 from nbp.token_cache import CacheMeta, TokenCacheWriter
 
@@ -100,7 +99,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     pending = writer.pending_shards()
     safe = SkipUnreadable(dataset)
     todo = sum(len(writer.shard_range(k)) for k in pending)
-    bar = tqdm(total=todo, desc=f"tokenize -> {out}", unit="video", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=todo, desc=f"tokenize -> {out}", unit="video", enabled=progress)
     for k in pending:
         loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda")

@@ -76,14 +76,14 @@ def score_videos(metric, dataset: Dataset, indices: list[int], real: bool, batch
     Our datasets replace an unreadable file by the next readable one; the returned
     path then differs from the listed one, which counts the same with or without workers.
     """
-    from tqdm import tqdm
+    from nbp.progress import progress
 
     if not indices:
         return 0
     listed = getattr(dataset, "videos", None)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False)
     position, replaced = 0, 0
-    with tqdm(total=len(indices), desc=desc, unit="video", file=sys.stderr, disable=None) as bar:
+    with progress(total=len(indices), desc=desc, unit="video") as bar:
         for batch in loader:
             metric.update(batch["video"], real=real)
             n = batch["video"].shape[0]

@@ -109,11 +109,11 @@ def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Genera
 
 def fill_shards(shards, rank: int, world: int, make_shard) -> int:
     """Generate every missing shard of this rank with `make_shard(index) -> (videos, cond)`; returns how many."""
-    from tqdm import tqdm
+    from nbp.progress import progress
 
     todo = shards.missing(rank, world)
     total = sum(len(shards.shard_range(k)) for k in todo)
-    with tqdm(total=total, desc="generating", unit="video", file=sys.stderr, disable=None) as bar:
+    with progress(total=total, desc="generating", unit="video") as bar:
         for index in todo:
             videos, cond = make_shard(index)
             shards.write(index, videos, cond)
