@@ -91,6 +91,7 @@ def demo_runs(tmp_path_factory):
             "reused": reused, "reused_seconds": reused_seconds}
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_finished_stages(demo_runs):
     proc = demo_runs["interrupted"]
     assert proc.returncode == 130, proc.stderr[-3000:]
@@ -101,6 +102,7 @@ def test_interrupt_keeps_finished_stages(demo_runs):
     assert demo_runs["workers_after_interrupt"] == []  # no training process outlived the demo
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_stages_and_completes(demo_runs):
     err = demo_runs["completed"].stderr
     for stage in FIRST_STAGES:
@@ -110,6 +112,7 @@ def test_rerun_reuses_finished_stages_and_completes(demo_runs):
     assert demo_runs["summary_after_completion"]["reused_stages"] == list(FIRST_STAGES)
 
 
+@pytest.mark.slow
 def test_summary_has_sane_numbers(demo_runs):
     summary = json.loads((demo_runs["out"] / "summary.json").read_text())
     tok = summary["tokenizer"]
@@ -164,6 +167,7 @@ def test_summary_has_sane_numbers(demo_runs):
         assert Path(path).exists(), name
 
 
+@pytest.mark.slow
 def test_videos_decode_and_carry_class_names(demo_runs):
     import decord
 
@@ -199,6 +203,7 @@ def test_videos_decode_and_carry_class_names(demo_runs):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_third_run_reuses_everything_quickly(demo_runs):
     proc = demo_runs["reused"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -379,6 +384,7 @@ def test_mosaic_places_clips_on_a_grid():
     assert grid[0, 0, 4, 0] == GAP_GREY and grid[0, 0, 10, 5] == GAP_GREY  # gap row; the empty last cell
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, monkeypatch):
     # The README's example names the demo's default output folder, runs/demo, relative to where it runs.
     from tests.test_readme import README, code_blocks
