@@ -31,6 +31,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "train": "nbp.bench.train",
         "sampling": "nbp.bench.sampling",
         "fvd": "nbp.bench.fvd",
+        "gpu-check": "nbp.bench.gpu_check",
     },
     "demo": "lightning_modules.demo.cli",
 }

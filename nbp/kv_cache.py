@@ -40,6 +40,14 @@ class KVCache:
     def batch_size(self) -> int:
         return self.k[0].shape[0]
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.k[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.k[0].device
+
     def check_room(self, length: int) -> None:
         if self.pos + length > self.max_len:
             raise ValueError(

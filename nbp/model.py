@@ -139,15 +139,18 @@ class NBPTransformer(nn.Module):
             self.start_emb = nn.Parameter(torch.zeros(self.block_len, cfg.n_embd))
         else:
             self.bos_emb = nn.Parameter(torch.zeros(1, cfg.n_embd))
-        segments = self._segment_ids()
-        self.register_buffer("segments", segments, persistent=False)
+        # Position tables are computed, never saved: built on the CPU even when the model is
+        # built on the meta device to receive its weights (see nbp.model_file.build_model).
+        with torch.device("cpu"):
+            self.register_buffer("segments", self._segment_ids(), persistent=False)
+            if cfg.arch != "reference":
+                cos, sin = self._rope_tables()
+                self.register_buffer("rope_cos", cos, persistent=False)
+                self.register_buffer("rope_sin", sin, persistent=False)
         if cfg.arch == "reference":
             self.pos_emb = nn.Parameter(torch.zeros(self.seq_len, cfg.n_embd))
         else:
             self.segment_emb = nn.Embedding(3, cfg.n_embd)
-            cos, sin = self._rope_tables()
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg)
@@ -156,7 +159,10 @@ class NBPTransformer(nn.Module):
         bounds = group_boundaries(self.mask_spec)
         self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
         self._backends: dict[str, str] = {}
-        self._compiled_step = None  # set by compile_step()
+        # Decoding state, never saved: the one KV cache (see setup_cache) and the compiled
+        # static step (see compile_step). Whether a call runs compiled is its own argument.
+        self._cache: KVCache | None = None
+        self._compiled_step = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -320,15 +326,37 @@ class NBPTransformer(nn.Module):
 
     # ------------------------------------------------------------------ decoding with a KV cache
 
-    def new_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
-        """A static cache for one sequence per batch row (allocated once; reuse it via prefill)."""
+    def _cache_place(self, device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
+        """Where and in what dtype a cache lives: the weights' device; `dtype`, else autocast's, else the weights'."""
         param = next(self.parameters())
         device = torch.device(device) if device is not None else param.device
         if dtype is None:
             autocast = torch.is_autocast_enabled(device.type)
             dtype = torch.get_autocast_dtype(device.type) if autocast else param.dtype
+        return device, dtype
+
+    def new_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
+        """A fresh static cache for one sequence per batch row (most callers want `setup_cache`)."""
+        device, dtype = self._cache_place(device, dtype)
         cfg = self.config
         return KVCache(cfg.n_layer, batch_size, cfg.n_head, self.seq_len, cfg.head_dim, device, dtype)
+
+    def setup_cache(self, max_batch: int, device=None, dtype=None) -> KVCache:
+        """The model's one KV cache, with at least `max_batch` rows, in `dtype` on `device`.
+
+        Allocated on the first call and reused by every later one, so its buffers keep
+        their addresses and compiled steps / CUDA graphs recorded on them stay valid.
+        It is replaced only when more rows, another dtype or another device are asked
+        for; callers with fewer rows pad their batch up to `cache.batch_size`.
+        """
+        device, dtype = self._cache_place(device, dtype)
+        cache = self._cache
+        if cache is None or cache.device != device or cache.dtype != dtype:
+            self._cache = self.new_cache(max_batch, device, dtype)
+        elif cache.batch_size < max_batch:
+            cache = self._cache = None  # let the old buffers go before the larger ones are allocated
+            self._cache = self.new_cache(max_batch, device, dtype)
+        return self._cache
 
     def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:
         """Eager decoding: write by slice at the host position, attend to the filled part of the cache."""
@@ -352,11 +380,17 @@ class NBPTransformer(nn.Module):
             x = block(x, mask, "sdpa", rope, cache, layer, index)
         return self._logits(x)
 
-    def compile_step(self, mode: str | None = None, backend="inductor") -> "NBPTransformer":
-        """Route `step` through a torch.compile'd static-shape step (mode="reduce-overhead" adds
-        CUDA graphs). At most two graphs: one token (hybrid first block) and one block."""
+    def compile_step(self, mode: str | None = "default", backend="inductor"):
+        """The torch.compile'd static-shape step that `step(..., compiled=True)` runs, made once.
+
+        mode "default" picks "reduce-overhead" (CUDA graphs) on CUDA. At most two graphs per
+        cache: one token (hybrid first block) and one block. Calling it again replaces the
+        compiled step (e.g. another backend); it never switches eager calls to compiled.
+        """
+        if mode == "default":
+            mode = "reduce-overhead" if next(self.parameters()).device.type == "cuda" else None
         self._compiled_step = torch.compile(self._static_step, mode=mode, backend=backend, dynamic=False)
-        return self
+        return self._compiled_step
 
     @torch.no_grad()
     def prefill(self, cond, cache: KVCache) -> torch.Tensor:
@@ -386,11 +420,12 @@ class NBPTransformer(nn.Module):
         return self._logits(x[:, self.prefix_len:])
 
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, cache: KVCache, compiled: bool = False) -> torch.Tensor:
         """Append tokens (B, L') at the cache position and return the logits (B, L', V) of what comes next.
 
         L' is 1 while a hybrid model fills its first block, then a whole block.
         The new tokens see everything cached and each other, so no mask is used.
+        compiled: run the compiled static step (made by `compile_step` on first use).
         """
         start, n = cache.pos, tokens.shape[1]
         end = self._decode_group_end.get(start)
@@ -399,8 +434,8 @@ class NBPTransformer(nn.Module):
                 f"step of {n} token(s) at position {start} does not cover exactly one block "
                 f"(expected {None if end is None else end - start}); call prefill first and feed one block at a time"
             )
-        if self._compiled_step is not None:
-            logits = self._compiled_step(tokens, cache)
+        if compiled:
+            logits = (self._compiled_step or self.compile_step())(tokens, cache)
         else:
             logits = self._logits(self._run_cached(self.tok_emb(tokens), cache, mask=None))
         cache.advance(n)

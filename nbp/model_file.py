@@ -4,6 +4,9 @@ Plain data only, so it loads with `torch.load(weights_only=True)`; written atomi
 `NBPModule` writes one at the end of training (`model.pt` next to the checkpoints).
 `load_model_file` also reads the Lightning checkpoints (`.ckpt`) of that module: they hold plain data
 too (the resolved config in their hyperparameters), so reading them needs no Lightning.
+
+Runtime switches (how to run, not what was learned) are not stored, and ignored when an
+older file has them: a model trained with `compile: true` must not compile at inference.
 """
 
 from __future__ import annotations
@@ -18,6 +21,33 @@ from nbp.errors import UserError
 from nbp.files import torch_save_atomic
 
 FORMAT = "nbp-transformer-v1"
+RUNTIME_SWITCHES = ("compile", "attn_backend", "grad_checkpointing")
+
+
+def stored_config(config: NBPConfig) -> dict:
+    """The config as a file keeps it: without the runtime switches."""
+    return {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SWITCHES}
+
+
+def config_from_file(d: dict) -> NBPConfig:
+    """The config of a stored model, with the runtime switches at their defaults."""
+    return NBPConfig.from_dict({k: v for k, v in d.items() if k not in RUNTIME_SWITCHES})
+
+
+def build_model(config: NBPConfig, state: dict, device="cpu", dtype: torch.dtype | None = None):
+    """An `NBPTransformer` (eval mode) holding `state`, built on the meta device and given the tensors.
+
+    No random initialisation runs (the weights would be overwritten anyway); float weights
+    are converted to `dtype` (default: as stored) on `device` before they are assigned.
+    """
+    from nbp.model import NBPTransformer
+
+    with torch.device("meta"):
+        model = NBPTransformer(config)
+    state = {k.replace("_orig_mod.", ""): v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+             for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    return model.to(device).eval()  # moves the position tables; the weights are there already
 
 
 def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: str | Path) -> Path:
@@ -25,14 +55,16 @@ def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: st
     state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
     # Weights go to CPU and lose any torch.compile wrapper prefix, so the file loads anywhere.
     state = {k.replace("_orig_mod.", ""): v.detach().cpu() for k, v in state.items()}
-    torch_save_atomic({"format": FORMAT, "config": config.to_dict(), "state_dict": state}, path)
+    torch_save_atomic({"format": FORMAT, "config": stored_config(config), "state_dict": state}, path)
     return Path(path)
 
 
-def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
-    """Rebuild an `NBPTransformer` (eval mode) from a file written by `save_model_file` or a `.ckpt` of NBPModule."""
-    from nbp.model import NBPTransformer
+def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """Rebuild an `NBPTransformer` (eval mode) on `map_location` from a file written by `save_model_file`,
+    or from a Lightning checkpoint (`.ckpt`) of NBPModule.
 
+    dtype: of the weights (default: as stored, float32).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
@@ -41,9 +73,7 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu"):
     except Exception as err:
         raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
     config, state = _config_and_weights(path, data)
-    model = NBPTransformer(NBPConfig.from_dict(dict(config)))
-    model.load_state_dict(state)
-    return model.eval()
+    return build_model(config_from_file(dict(config)), state, map_location, dtype)
 
 
 def _load(path: Path, map_location):

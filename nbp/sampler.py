@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -42,12 +41,17 @@ def decode_segments(layout: BlockLayout, token_by_token: int) -> list[Segment]:
 
 
 class CachedDecoder:
-    """Logits from the static KV cache: `prefill` once, then one `step` per segment."""
+    """Logits from the model's one KV cache: `prefill` once, then one `step` per segment.
 
-    def __init__(self, model, rows: int, device, dtype=None, step_fn: Callable | None = None):
+    The cache may have more rows than asked for (an earlier, larger batch made it); the
+    caller pads its batch to `rows`, so every call has the shapes the compiled step saw.
+    """
+
+    def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
-        self.cache = model.new_cache(rows, device=device, dtype=dtype)
-        self.step_fn = step_fn or model.step
+        self.cache = model.setup_cache(rows, device=device, dtype=dtype)
+        self.rows = self.cache.batch_size
+        self.compiled = compiled
         self.start_len = model.config.token_by_token
         self.block_len = model.config.layout.block_len
 
@@ -61,7 +65,7 @@ class CachedDecoder:
             # The first K tokens went in one by one as [bos, v_0 .. v_{K-2}] (the start
             # block); the video blocks begin with the whole block that ends at v_{K-1}.
             a = b - self.block_len
-        return self.step_fn(seq[:, a:b], self.cache)
+        return self.model.step(seq[:, a:b], self.cache, compiled=self.compiled)
 
 
 class RecomputeDecoder:
@@ -71,8 +75,9 @@ class RecomputeDecoder:
     cannot influence the logits of the segment being sampled.
     """
 
-    def __init__(self, model, rows: int, device, dtype=None, step_fn: Callable | None = None):
+    def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
+        self.rows = rows
         self.cond = None
 
     def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
@@ -109,6 +114,13 @@ def _with_null(model, cond):
     return torch.cat([cond, model.null_condition(cond)], dim=0)
 
 
+def pad_rows(cond, rows: int):
+    """Repeat the last condition row up to `rows` (padding rows are decoded and thrown away)."""
+    if cond is None or cond.shape[0] == rows:
+        return cond
+    return torch.cat([cond, cond[-1:].expand(rows - cond.shape[0], *cond.shape[1:])], dim=0)
+
+
 @torch.no_grad()
 def sample_sequence(
     model,
@@ -117,13 +129,15 @@ def sample_sequence(
     controls: SamplingControls = SamplingControls(),
     generator: torch.Generator | None = None,
     decoder: str = "cache",
-    step_fn: Callable | None = None,
+    compiled: bool = False,
     dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, DecodeStats]:
     """Sample the generated token sequence (B, N) in block-major order.
 
     cond: class ids (B,), context tokens (B, P), or None for an unconditional model
-    (then batch_size says how many). decoder: "cache" or "recompute".
+    (then batch_size says how many). decoder: "cache" or "recompute". compiled: run
+    the decode step compiled (this call only). dtype: of the KV cache (default: the
+    autocast dtype if active, else the weights'); the caller sets up the compute dtype.
     """
     config = model.config
     layout = config.layout  # the generated tokens (context frames excluded)
@@ -137,23 +151,23 @@ def sample_sequence(
     rows = 2 * batch if controls.guided else batch
     model_cond = _with_null(model, cond) if controls.guided else cond
     decoder_cls = {"cache": CachedDecoder, "recompute": RecomputeDecoder}[decoder]
-    dec = decoder_cls(model, rows, device, dtype=dtype, step_fn=step_fn)
+    dec = decoder_cls(model, rows, device, dtype=dtype, compiled=compiled)
+    model_cond = pad_rows(model_cond, dec.rows)
     segments = decode_segments(layout, config.token_by_token)
 
-    seq = torch.zeros(rows, layout.num_tokens, dtype=torch.long, device=device)
+    seq = torch.zeros(dec.rows, layout.num_tokens, dtype=torch.long, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
     started = time.perf_counter()
     logits = dec.start(model_cond, seq, segments[0])
     for index, (a, b) in enumerate(segments):
-        logits = logits.float()
         if controls.guided:
             scale = controls.scale_at(index, len(segments))
-            logits = guide(logits[:batch], logits[batch:], scale)
-        tokens = draw(logits, controls, generator)
+            logits = guide(logits[:batch].float(), logits[batch:rows].float(), scale)
+        tokens = draw(logits[:batch], controls, generator)
         seq[:batch, a:b] = tokens
         if controls.guided:
-            seq[batch:, a:b] = tokens
+            seq[batch:rows, a:b] = tokens
         if index + 1 < len(segments):
             logits = dec.feed(seq, (a, b), segments[index + 1])
     if device.type == "cuda":

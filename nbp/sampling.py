@@ -11,25 +11,26 @@ context video) into model inputs and token grids back into pixels.
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 import torch
 
-from nbp import pixels
+from nbp import pixels, precision
 from nbp.errors import UserError
 from nbp.sampler import DecodeStats, sample_sequence
 from nbp.sampling_controls import SamplingControls
 
-__all__ = ["generate", "generate_tokens", "load_model", "load_tokenizer", "compiled_step", "tokens_to_video",
-           "check_compatible"]
+__all__ = ["generate", "generate_tokens", "load_model", "load_tokenizer", "tokens_to_video", "check_compatible"]
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Load a transformer (`model.pt`, or a `.ckpt` of NBP training), in eval mode on `device`."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype=None):
+    """Load a transformer (`model.pt`, or a `.ckpt` of NBP training), in eval mode on `device`.
+
+    dtype: of the weights (float32 / bfloat16 / float16; default bfloat16 on CUDA, float32 on CPU).
+    """
     from nbp.model_file import load_model_file
 
-    return load_model_file(path).to(device).eval()
+    return load_model_file(path, device, precision.resolve_dtype(dtype, device))
 
 
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
@@ -50,24 +51,6 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
     return tok.to(device).eval()
 
 
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def compiled_step(model):
-    """Switch the model's decode step to its compiled static-shape version, once per model.
-
-    The static step writes the cache at a device-side position and attends over the
-    whole buffer with a validity mask, so two graphs (one token, one block) serve
-    every position. On CUDA, mode "reduce-overhead" also captures them as CUDA
-    graphs, which removes the kernel-launch cost that dominates batch-1 decoding.
-    """
-    if model not in _COMPILED:
-        cuda = next(model.parameters()).device.type == "cuda"
-        model.compile_step(mode="reduce-overhead" if cuda else None)
-        _COMPILED[model] = True
-    return model.step
-
-
 def _class_condition(config, cond, num, device) -> torch.Tensor:
     if cond is None:
         raise UserError(f"this model is class-conditional ({config.num_classes} classes); pass cond=class ids")
@@ -85,7 +68,7 @@ def context_pixel_frames(tokenizer, config) -> int:
     return 1 + tokenizer.config.temporal_downsample * (config.context_frames - 1)
 
 
-def _frames_condition(config, tokenizer, cond, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _frames_condition(config, tokenizer, cond, device, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Context -> (prefix tokens (B, P) in sequence order, context grid (B, ctx, H', W'))."""
     if cond is None:
         raise UserError("this model continues given frames; pass cond=context video (B,3,T,H,W) or tokens")
@@ -98,7 +81,7 @@ def _frames_condition(config, tokenizer, cond, device) -> tuple[torch.Tensor, to
         if cond.shape[2] < frames:
             raise UserError(f"the context video has {cond.shape[2]} frames; this model needs at least {frames}")
         video = pixels.to_model(cond[:, :, :frames]).to(device)
-        grid = tokenizer.encode(video)[:, : config.context_frames]
+        grid = tokenizer.encode(video, dtype=dtype)[:, : config.context_frames]
         if tuple(grid.shape[1:]) != layout.grid:
             raise UserError(f"context video encodes to a {tuple(grid.shape[1:])} grid; the model expects "
                             f"{layout.grid} (check the video resolution)")
@@ -122,21 +105,27 @@ def generate_tokens(
     controls: SamplingControls = SamplingControls(),
     generator: torch.Generator | None = None,
     compile: bool = False,
+    dtype=None,
 ) -> tuple[torch.Tensor, DecodeStats]:
-    """Sample the full latent grid (B, T', H', W') (context frames included) and decode stats."""
+    """Sample the full latent grid (B, T', H', W') (context frames included) and decode stats.
+
+    compile: run the decode step compiled, for this call only. dtype: the compute dtype
+    (default bfloat16 on CUDA, float32 on CPU); float32 weights then run under autocast.
+    """
     config = model.config
     device = next(model.parameters()).device
+    dtype = precision.resolve_dtype(dtype, device)
     context_grid = None
     if config.condition == "class":
         model_cond, batch = _class_condition(config, cond, num, device), None
     elif config.condition == "frames":
-        (model_cond, context_grid), batch = _frames_condition(config, tokenizer, cond, device), None
+        (model_cond, context_grid), batch = _frames_condition(config, tokenizer, cond, device, dtype), None
     else:
         if cond is not None:
             raise UserError("this model is unconditional; pass num=... instead of cond")
         model_cond, batch = None, num or 1
-    step_fn = compiled_step(model) if compile else None
-    seq, stats = sample_sequence(model, model_cond, batch, controls, generator, step_fn=step_fn)
+    with precision.compute_context(model, dtype, device):
+        seq, stats = sample_sequence(model, model_cond, batch, controls, generator, compiled=compile, dtype=dtype)
     grid = config.layout.seq_to_grid(seq)
     if context_grid is not None:
         grid = torch.cat([context_grid, grid], dim=1)
@@ -144,9 +133,9 @@ def generate_tokens(
 
 
 @torch.no_grad()
-def tokens_to_video(tokenizer, grid: torch.Tensor) -> torch.Tensor:
-    """Token grid (B, T', H', W') -> uint8 video (B, 3, T, H, W)."""
-    return pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(grid)))
+def tokens_to_video(tokenizer, grid: torch.Tensor, dtype=None) -> torch.Tensor:
+    """Token grid (B, T', H', W') -> uint8 video (B, 3, T, H, W); dtype of the decoder's compute."""
+    return pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(grid, dtype=dtype)))
 
 
 def _generator_for(device, generator, seed):
@@ -189,13 +178,16 @@ def generate(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     compile: bool = False,
+    dtype=None,
 ) -> torch.Tensor:
     """Generate videos: uint8 (B, 3, T, H, W), or the token grid (B, T', H', W') without a tokenizer.
 
     cond: class ids (int, list or (B,) tensor) for a class-conditional model; a context
     video (B, 3, T, H, W, uint8 or float [0, 1]) or its tokens for a frames-conditioned
     model (the output then starts with the reconstructed context); None for an
-    unconditional model, with `num` samples. cfg_scale 1 = no guidance.
+    unconditional model, with `num` samples. cfg_scale 1 = no guidance. compile: run the
+    decode step compiled (this call only). dtype: float32 / bfloat16 / float16 for the
+    transformer and the tokenizer (default bfloat16 on CUDA, float32 on CPU).
     """
     controls = SamplingControls(temperature=temperature, top_k=top_k, top_p=top_p,
                                 cfg_scale=cfg_scale, cfg_ramp=cfg_ramp)
@@ -203,5 +195,5 @@ def generate(
     if tokenizer is not None:
         check_compatible(model, tokenizer)
     grid, _ = generate_tokens(model, tokenizer, cond, num, controls=controls,
-                              generator=_generator_for(device, generator, seed), compile=compile)
-    return grid if tokenizer is None else tokens_to_video(tokenizer, grid)
+                              generator=_generator_for(device, generator, seed), compile=compile, dtype=dtype)
+    return grid if tokenizer is None else tokens_to_video(tokenizer, grid, dtype)

@@ -1,8 +1,22 @@
 """Sampling controls: temperature, top-k, top-p and classifier-free guidance.
 
 Every function works on logits of shape (..., V) at once -- in the sampler that is
-(batch x block positions, vocab) -- so a block of 16 tokens costs one sort and
-one draw, never a Python loop over positions.
+(batch x block positions, vocab) -- so a block of 16 tokens is one draw, never a
+Python loop over positions.
+
+Top-k and top-p both keep the tokens at or above a threshold logit, so the filter
+is one threshold per row, found without sorting the vocabulary (a full top-k and
+sort of 64,000 logits costs more than the model's output head on a CPU):
+1. bucket the logits by value into a fixed histogram below the row's maximum
+   (counts and probability mass per bucket; a bucket is monotone in the logit);
+2. the cumulative counts / masses name the bucket holding the top-k and the top-p
+   boundary; everything in higher buckets is kept, everything lower dropped;
+3. only the few logits inside a boundary bucket are sorted, to place it exactly.
+A top-k of a small part of the vocabulary (top-k 20 of 1,000) takes `torch.topk`
+instead, which is cheaper there; both give the same kept set.
+The kept set is exactly that of the definitions, ties included: top-k keeps every
+token whose logit is >= the k-th largest; top-p keeps a token when the mass of
+the tokens with a strictly larger logit is below p (tied tokens stay together).
 """
 
 from __future__ import annotations
@@ -12,6 +26,10 @@ from dataclasses import dataclass
 import torch
 
 from nbp.errors import UserError
+
+BUCKETS = 2048  # histogram resolution: a boundary bucket holds ~V/BUCKETS tokens to sort
+SMALL_K_FRACTION = 64  # top-k of at most 1/64 of the vocabulary goes through `topk` instead
+SPAN = 32.0  # logits (after temperature) further below the max share the last bucket; exp(-32) ~ 1e-14
 
 
 @dataclass(frozen=True)
@@ -63,77 +81,150 @@ def guide(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) 
     return cond_logits + (scale - 1.0) * (cond_logits - uncond_logits)
 
 
-def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
-    """Keep the k largest logits of each row, set the rest to -inf."""
-    if not k or k >= logits.shape[-1]:
-        return logits
-    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth_largest, float("-inf"))
+def _buckets(z: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """Bucket of every logit, 0 at the row maximum `top`, non-increasing in the logit.
 
-
-def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
-    """Nucleus filter: keep the smallest set of most likely tokens whose mass reaches p.
-
-    A token is kept when the mass of the tokens ranked strictly above it is still
-    below p; this always keeps the most likely token and stops right after the
-    cumulative mass first reaches p.
+    The buckets split the row's own range (at most SPAN), so a boundary bucket holds
+    about V / BUCKETS tokens whatever the scale of the logits.
     """
-    if p is None or p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    sorted_probs = torch.softmax(sorted_logits.float(), dim=-1)
-    mass_above = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-    drop_sorted = mass_above >= p
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    bottom = torch.maximum(z.amin(-1, keepdim=True), top - SPAN)
+    scale = BUCKETS / (top - bottom).clamp_min(1e-30)
+    return torch.addcmul(top * scale, z, scale, value=-1.0).clamp_(0, BUCKETS - 1).long()
+
+
+def _first_reaching(cumulative: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(R,) index of the first bucket whose cumulative value reaches `target` (R, 1)."""
+    return (cumulative < target).sum(-1).clamp_max_(BUCKETS - 1)
+
+
+def _sorted_members(z: torch.Tensor, buckets: torch.Tensor, inside: torch.Tensor):
+    """The logits where `inside` (R, V), per row in descending order, padded with -inf: (values, their buckets)."""
+    rows, index = inside.nonzero(as_tuple=True)
+    values, member_buckets = z[rows, index], buckets[rows, index]
+    # order by row, then by descending value: two stable sorts of the few members
+    order = torch.sort(values, descending=True, stable=True).indices
+    order = order[torch.sort(rows[order], stable=True).indices]
+    rows, values, member_buckets = rows[order], values[order], member_buckets[order]
+    counts = torch.bincount(rows, minlength=z.shape[0])
+    slot = torch.arange(rows.numel(), device=z.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    width = max(int(counts.max()), 1)
+    out = torch.full((z.shape[0], width), float("-inf"), device=z.device)
+    out_buckets = torch.full((z.shape[0], width), BUCKETS, dtype=torch.long, device=z.device)
+    out[rows, slot], out_buckets[rows, slot] = values, member_buckets
+    return out, out_buckets
+
+
+def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """For sorted (descending) rows: the summed weight of the entries with a strictly larger value."""
+    inclusive = torch.cumsum(weights, dim=-1)
+    larger = torch.searchsorted(-values, -values, right=False)  # how many are strictly larger
+    above = inclusive.gather(-1, (larger - 1).clamp_min(0))
+    return torch.where(larger > 0, above, torch.zeros_like(above))
+
+
+def _before(cumulative: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+    """(R, 1) cumulative value of the buckets strictly before `bucket` (R, 1)."""
+    return torch.where(bucket > 0, cumulative.gather(1, (bucket - 1).clamp_min(0)), 0.0)
+
+
+def _small_k_threshold(z, k: int, top_p: float | None, top, weights) -> torch.Tensor:
+    """The same threshold when k is a small part of the vocabulary: `topk` hands over the k
+    best already sorted, cheaper than the histogram's passes (e.g. top-k 20 of 1,000)."""
+    members = torch.topk(z, k, dim=-1).values  # descending
+    threshold = members[:, -1:]
+    if top_p is None:
+        return threshold
+    # logits tied with the k-th largest are kept too, so the kept mass is summed over the row
+    kept_mass = (weights * (z >= threshold)).sum(-1, keepdim=True)
+    # every logit strictly larger than a member is a member, so the members alone give the mass above
+    kept = _mass_strictly_above(members, torch.exp(members - top)) < top_p * kept_mass
+    lowest_kept = members.gather(1, (kept.sum(-1, keepdim=True) - 1).clamp_min(0))
+    return torch.maximum(threshold, lowest_kept)
+
+
+def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None):
+    """(R, 1) threshold t per row of z (R, V): the kept tokens are exactly those with z >= t.
+
+    Also returns exp(z - row max), which the draw reuses. One histogram pass, then one
+    pass collecting the tokens of the boundary buckets: the top-k bucket, and the
+    buckets where the top-p boundary can be (usually one; the exact top-k mass is
+    only known after sorting the top-k bucket, so its range may span a few).
+    """
+    rows, vocab = z.shape
+    top = z.amax(-1, keepdim=True)
+    weights = torch.exp(z - top)
+    k = top_k if top_k and top_k < vocab else None
+    nucleus = top_p is not None and top_p < 1.0
+    if k is None and not nucleus:
+        return torch.full((rows, 1), float("-inf"), device=z.device), weights
+    if k is not None and k * SMALL_K_FRACTION <= vocab:
+        return _small_k_threshold(z, k, top_p if nucleus else None, top, weights), weights
+    buckets = _buckets(z, top)
+    mass = torch.zeros(rows, BUCKETS, device=z.device).scatter_add_(1, buckets, weights)
+    cumulative = torch.cumsum(mass, -1)
+    k_edge = torch.full((rows, 1), BUCKETS, device=z.device, dtype=torch.long)  # no top-k: beyond every bucket
+    if k is not None:
+        counts = torch.zeros(rows, BUCKETS, device=z.device).scatter_add_(1, buckets, torch.ones_like(z))
+        reached = torch.cumsum(counts, -1)
+        k_edge = _first_reaching(reached, torch.full((rows, 1), float(k), device=z.device))[:, None]
+        higher = _before(reached, k_edge).long()  # tokens kept for sure, in buckets above the edge
+    # which buckets to collect, per row; one extra column stands for "no top-k edge"
+    collect = torch.zeros(rows, BUCKETS + 1, dtype=torch.bool, device=z.device).scatter_(1, k_edge, True)
+    if nucleus:
+        # the kept mass lies between the buckets above the top-k edge and those plus the whole edge bucket
+        low = _before(cumulative, k_edge) if k is not None else cumulative[:, -1:]
+        high = cumulative.gather(1, k_edge.clamp_max(BUCKETS - 1)) if k is not None else low
+        p_first = _first_reaching(cumulative, top_p * low)[:, None]
+        p_last = _first_reaching(cumulative, top_p * high)[:, None]
+        every = torch.arange(BUCKETS + 1, device=z.device)
+        collect |= (every >= p_first) & (every <= p_last)
+    members, member_buckets = _sorted_members(z, buckets, collect.gather(1, buckets))
+    member_weights = torch.exp(members - top)
+    threshold = torch.full((rows, 1), float("-inf"), device=z.device)
+    kept_mass = cumulative[:, -1:]
+    if k is not None:
+        # members are sorted, and buckets above the edge come first: skip them, then count k
+        offset = (member_buckets < k_edge).sum(-1, keepdim=True)
+        threshold = members.gather(1, (offset + k - 1 - higher).clamp_(0, members.shape[1] - 1))
+        in_edge = (member_buckets == k_edge) & (members >= threshold)
+        kept_mass = _before(cumulative, k_edge) + (member_weights * in_edge).sum(-1, keepdim=True)
+    if nucleus:
+        candidate = (member_buckets >= p_first) & (member_buckets <= p_last) & (members >= threshold)
+        above = _before(cumulative, p_first) + _mass_strictly_above(members, member_weights * candidate)
+        kept = candidate & (above < top_p * kept_mass)
+        lowest_kept = members.gather(1, (kept.sum(-1, keepdim=True) - 1).clamp_min(0))
+        threshold = torch.maximum(threshold, lowest_kept)
+    return threshold, weights
 
 
 def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Tensor:
-    """Temperature, then top-k, then top-p (the order of the common samplers)."""
-    logits = logits.float()
+    """Temperature, then top-k, then top-p (the order of the common samplers); dropped logits are -inf."""
+    z = logits.float()
     if controls.temperature > 0:
-        logits = logits / controls.temperature
-    logits = top_k_filter(logits, controls.top_k)
-    return top_p_filter(logits, controls.top_p)
-
-
-def _candidates(logits: torch.Tensor, controls: SamplingControls):
-    """The tokens that survive top-k and top-p, as (candidate logits, their token ids or None).
-
-    With top-k the k best come sorted from `topk`, so top-p only sorts k values,
-    not the whole vocabulary (64k for the paper's tokenizer). Dropped candidates
-    get -inf. Same set as `filter_logits`, but cheaper.
-    """
-    k = controls.top_k if controls.top_k and controls.top_k < logits.shape[-1] else None
-    nucleus = controls.top_p is not None and controls.top_p < 1.0
-    if k is not None:
-        values, ids = torch.topk(logits, k, dim=-1)
-    elif nucleus:
-        values, ids = torch.sort(logits, dim=-1, descending=True)
-    else:
-        return logits, None
-    if nucleus:
-        probs = torch.softmax(values, dim=-1)
-        mass_above = torch.cumsum(probs, dim=-1) - probs
-        values = values.masked_fill(mass_above >= controls.top_p, float("-inf"))
-    return values, ids
+        z = z / controls.temperature
+    flat = z.reshape(-1, z.shape[-1])
+    threshold, _ = keep_threshold(flat, controls.top_k, controls.top_p)
+    return flat.masked_fill(flat < threshold, float("-inf")).view(z.shape)
 
 
 def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample one token per row of logits (..., V) -> int64 (...).
 
-    Inverse-CDF sampling: one uniform number per row, located in the cumulative
-    distribution of the candidates. A step consumes exactly one random number per
-    (batch row, position), so two decoders that see the same logits with the same
-    generator draw the same tokens. Greedy (temperature 0) consumes none.
+    Inverse-CDF sampling over the kept tokens in vocabulary order: one uniform number
+    per row, located in the running sum of their probabilities. A step consumes exactly
+    one random number per (batch row, position), so two decoders that see the same
+    logits with the same generator draw the same tokens. Greedy (temperature 0) consumes none.
     """
-    logits = logits.float()
     if controls.temperature == 0:
         return logits.argmax(dim=-1)
-    values, ids = _candidates(logits / controls.temperature, controls)
-    cdf = torch.cumsum(torch.softmax(values, dim=-1), dim=-1)
-    uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator)
+    shape = logits.shape[:-1]
+    z = logits.float().reshape(-1, logits.shape[-1])
+    if controls.temperature != 1.0:
+        z = z / controls.temperature
+    threshold, weights = keep_threshold(z, controls.top_k, controls.top_p)
+    cdf = torch.cumsum(weights.mul_(z >= threshold), dim=-1)
+    uniform = torch.rand((z.shape[0], 1), device=z.device, generator=generator)
     # right=True picks the first index whose cdf exceeds the draw, which never is a
-    # zero-probability (filtered) candidate: its cdf equals its predecessor's.
-    choice = torch.searchsorted(cdf, uniform * cdf[..., -1:], right=True).clamp_max_(cdf.shape[-1] - 1)
-    return (choice if ids is None else ids.gather(-1, choice)).squeeze(-1)
+    # dropped token: its cdf equals its predecessor's.
+    choice = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_max_(z.shape[1] - 1)
+    return choice.view(shape)

@@ -25,7 +25,7 @@ DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
 ALL_MARKDOWN = [README, *DOC_PAGES, *sorted((ROOT / "docs" / "experiments").glob("*.md"))]
 # Pages written on other branches at the same time as this test; linked before they exist.
 # Remove an entry once its page is on the main branch.
-PROVIDED_ELSEWHERE = {"docs/released-checkpoints.md", "docs/gpu.md", "docs/errors.md"}
+PROVIDED_ELSEWHERE = {"docs/released-checkpoints.md", "docs/errors.md"}
 
 
 def code_blocks(text: str, languages: tuple[str, ...]) -> list[str]:

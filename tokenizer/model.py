@@ -68,21 +68,46 @@ class VideoTokenizer(nn.Module):
         self._check_video(video)
         return self.quantizer(self.encoder(video))
 
-    def encode(self, video: torch.Tensor, return_latents: bool = False) -> torch.Tensor | Quantized:
-        """float [-1, 1] (B, 3, T, H, W) -> int64 ids (B, T', H', W'), or the full `Quantized` result."""
-        quantized = self.quantize(video)
+    def encode(self, video: torch.Tensor, return_latents: bool = False, dtype=None) -> torch.Tensor | Quantized:
+        """float [-1, 1] (B, 3, T, H, W) -> int64 ids (B, T', H', W'), or the full `Quantized` result.
+
+        dtype: compute dtype of the convolutions (default bfloat16 on CUDA, float32 on CPU);
+        quantization itself always runs in float32.
+        """
+        with self._compute(video.device, dtype):
+            quantized = self.quantize(video)
         return quantized if return_latents else quantized.ids
+
+    def _compute(self, device, dtype):
+        """The precision context of encode/decode. Without a dtype, training and code already under
+        autocast keep theirs (Lightning's precision setting decides there)."""
+        import contextlib
+
+        from tokenizer import precision
+
+        if dtype is None and (self.training or torch.is_autocast_enabled(torch.device(device).type)):
+            return contextlib.nullcontext()
+        dtype = precision.resolve_dtype(dtype, device)
+        precision.enable_tf32(device, dtype)
+        if self.decoder.conv_in.conv.weight.dtype != torch.float32:
+            return precision.autocast(device, torch.float32)  # weights already cast: run as they are
+        return precision.autocast(device, dtype)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder(codes.to(self.decoder.conv_in.conv.weight.dtype))
 
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """int ids (B, T', H', W') -> float [-1, 1] video (B, 3, T, H, W)."""
+    def decode(self, ids: torch.Tensor, dtype=None) -> torch.Tensor:
+        """int ids (B, T', H', W') -> float [-1, 1] video (B, 3, T, H, W), float32.
+
+        dtype: compute dtype of the decoder (default bfloat16 on CUDA, float32 on CPU).
+        """
         if ids.ndim != 4:
             raise UserError(f"token grid has shape {tuple(ids.shape)}; expected (B, T', H', W')")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
             raise UserError(f"token ids range over [{int(ids.min())}, {int(ids.max())}]; valid ids are 0..{self.vocab_size - 1}")
-        return self.decode_codes(self.quantizer.ids_to_codes(ids)).clamp(-1.0, 1.0)
+        with self._compute(ids.device, dtype):
+            video = self.decode_codes(self.quantizer.ids_to_codes(ids))
+        return video.float().clamp(-1.0, 1.0)
 
     def forward(self, video: torch.Tensor) -> Reconstruction:
         quantized = self.quantize(video)

@@ -16,18 +16,17 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp import precision
 from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
-from nbp.sampler import sample_sequence
-from nbp.sampling import compiled_step
-from nbp.sampling_controls import SamplingControls
+from nbp.sampler import pad_rows, sample_sequence
+from nbp.sampling_controls import SamplingControls, draw
 
 GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
 VOCAB, CLASSES = 64000, 101
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -35,7 +34,8 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
     add_device_argument(parser)
-    parser.add_argument("--dtype", type=str, default="float32", help=", ".join(DTYPES))
+    parser.add_argument("--dtype", type=str, default=None,
+                        help=f"{' | '.join(precision.DTYPES)} (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step")
     parser.add_argument("--ntp", type=bool, default=True, help="also time next-token prediction (1280 calls)")
@@ -47,6 +47,8 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a busy CPU")
     parser.add_argument("--vocab-size", type=int, default=VOCAB,
                         help="tokenizer vocabulary (64000 = the paper's FSQ); the output head grows with it")
+    parser.add_argument("--split", type=bool, default=True,
+                        help="also split one decoding call into model / output head / sampling time")
     parser.add_argument("--top-k", type=int, default=16000, help="the paper's sampling defaults")
     parser.add_argument("--top-p", type=float, default=0.9)
     return parser
@@ -59,7 +61,8 @@ def make_config(preset: str, block, vocab_size: int = VOCAB) -> NBPConfig:
 
 
 def make_model(preset: str, block, device, dtype, vocab_size: int = VOCAB) -> NBPTransformer:
-    return NBPTransformer(make_config(preset, block, vocab_size)).to(device=device, dtype=dtype).eval()
+    model = NBPTransformer(make_config(preset, block, vocab_size)).to(device=device).eval()
+    return precision.cast_weights(model, dtype)
 
 
 def _progress(what: str, result: dict) -> None:
@@ -72,11 +75,10 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
     device = next(model.parameters()).device
     cond = torch.arange(batch, device=device) % CLASSES
     generator = torch.Generator(device=device).manual_seed(0)
-    step_fn = compiled_step(model) if compile else None
     if compile:
-        sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+        sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
     sync(device)
-    seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, step_fn=step_fn)
+    seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
     return {
         "model_calls": stats.model_calls,
         "seconds": round(stats.seconds, 4),
@@ -86,16 +88,60 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
     }
 
 
+def _best_of(fn, device, repeats: int = 5) -> float:
+    """Fastest of a few timed runs (the least disturbed by other work on the machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        started = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@torch.no_grad()
+def split_call(model, batch: int, controls, compile: bool) -> dict:
+    """Seconds of one whole-block call, split into model body, output head and sampling.
+
+    The step is timed over every block step of a real sequence on the model's own cache
+    (the one sampling used, so no new graphs); the head and the draw are timed alone on
+    a block of the same shape; the body is the step minus the head.
+    """
+    device = next(model.parameters()).device
+    cache = model.setup_cache(batch)
+    rows, block, first = cache.batch_size, model.block_len, model.config.token_by_token
+    cond = pad_rows(torch.arange(batch, device=device) % CLASSES, rows)
+    tokens = torch.zeros(rows, block, dtype=torch.long, device=device)
+
+    def all_block_steps():
+        model.prefill(cond, cache)
+        for _ in range(first - 1):  # hybrid: the start block goes in one token at a time
+            model.step(tokens[:, :1], cache, compiled=compile)
+        while cache.pos < model.seq_len:
+            model.step(tokens, cache, compiled=compile)
+
+    block_steps = (model.seq_len - model.prefix_len - first) // block
+    step_s = _best_of(all_block_steps, device, repeats=2) / block_steps
+    hidden = torch.randn(rows, block, model.config.n_embd, device=device, dtype=cache.dtype)
+    head_s = _best_of(lambda: model._logits(hidden), device)
+    logits = model._logits(hidden)[:batch].float()
+    generator = torch.Generator(device=device).manual_seed(0)
+    draw_s = _best_of(lambda: draw(logits, controls, generator), device)
+    return {"tokens_per_call": block, "model_s": round(step_s - head_s, 6), "head_s": round(head_s, 6),
+            "sampling_s": round(draw_s, 6), "call_s": round(step_s + draw_s, 6)}
+
+
 def time_decode(grid: torch.Tensor, device, dtype) -> float:
     from tokenizer import TokenizerConfig, VideoTokenizer
 
     tokenizer = VideoTokenizer(TokenizerConfig.from_preset("ucf101")).to(device=device).eval()
     grid = grid.clamp_max(tokenizer.vocab_size - 1)
     with torch.no_grad():
-        tokenizer.decode(grid[:1])  # warm-up (allocations, kernel selection)
+        tokenizer.decode(grid[:1], dtype=dtype)  # warm-up (allocations, kernel selection)
         sync(device)
         started = time.perf_counter()
-        tokenizer.decode(grid)
+        tokenizer.decode(grid, dtype=dtype)
         sync(device)
     return time.perf_counter() - started
 
@@ -104,8 +150,6 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.preset not in PRESETS:
         raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
-    if args.dtype not in DTYPES:
-        raise UserError(f"--dtype {args.dtype!r} is invalid; valid: {', '.join(DTYPES)}")
     device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
@@ -113,7 +157,8 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads} is invalid; use >= 1")
         torch.set_num_threads(args.threads)
-    dtype = DTYPES[args.dtype]
+    dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
+    precision.enable_tf32(device, dtype)
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 
@@ -129,7 +174,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "preset": args.preset,
         "params": nbp_model.num_params(),
         "vocab_size": args.vocab_size,
-        "dtype": args.dtype,
+        "dtype": precision.dtype_name(dtype),
         "batch_size": batch,
         "compile": args.compile,
         "sampling": {"top_k": args.top_k, "top_p": args.top_p, "temperature": 1.0},
@@ -144,6 +189,12 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         report["ntp"] = {"block": [1, 1, 1], **ntp}
         # the headline number: wall-clock of next-token over next-block sampling
         report["speedup"] = round(ntp["seconds"] / nbp["seconds"], 2)
+    if args.split:
+        report["nbp"]["per_call"] = split_call(nbp_model, batch, controls, args.compile)
+        if "ntp" in report:
+            report["ntp"]["per_call"] = split_call(ntp_model, batch, controls, args.compile)
+        print(f"per call: {json.dumps({k: report[k]['per_call'] for k in ('nbp', 'ntp') if k in report})}",
+              file=sys.stderr, flush=True)
     if args.no_cache:
         recompute = time_sampling(nbp_model, batch, controls, compile=False, decoder="recompute")
         recompute.pop("_grid")
@@ -159,5 +210,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         report["nbp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (nbp["seconds"] + decode_s), 3)
         if "ntp" in report:
             report["ntp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (report["ntp"]["seconds"] + decode_s), 3)
+    if device.type == "cuda":
+        report["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     print(json.dumps(report, indent=2))
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp import precision
 from nbp.data.datasets import read_class_index
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
@@ -50,11 +51,9 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
     add_device_argument(parser)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
+    parser.add_argument("--dtype", type=str, default=None,
+                        help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
     return parser
-
-
-# ---------------------------------------------------------------- loading
-
 
 
 def class_names_for(config, class_index: str | None) -> list[str] | None:
@@ -148,7 +147,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     device = pick_device(args.device)
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
-    model = load_model(args.model, device)
+    dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
+    model = load_model(args.model, device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
@@ -165,9 +165,9 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     for batch in progress(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                      compile=args.compile)
+                                      compile=args.compile, dtype=dtype)
         started = time.perf_counter()
-        video = tokens_to_video(tokenizer, grid).cpu()
+        video = tokens_to_video(tokenizer, grid, dtype).cpu()
         decode_seconds += time.perf_counter() - started
         sample_seconds += stats.seconds
         model_calls += stats.model_calls

@@ -25,6 +25,9 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--fps", type=float, default=8, help="frame rate real clips are resampled to")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
     add_device_argument(parser)
+    parser.add_argument("--dtype", type=str, default=None,
+                        help="float32 | bfloat16 | float16 for the transformer and the tokenizer "
+                             "(default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -36,12 +39,12 @@ def check_generation_args(args) -> None:
         raise UserError(f"--num-samples {args.num_samples}: FVD needs at least 2")
 
 
-def load_generator(model_path: str, tokenizer_path: str, device: torch.device):
-    """(model, tokenizer, checksums) on `device`, checked to fit each other."""
+def load_generator(model_path: str, tokenizer_path: str, device: torch.device, dtype=None):
+    """(model, tokenizer, checksums) on `device`, checked to fit each other; transformer weights in `dtype`."""
     from nbp.sampling import check_compatible, load_model
     from tokenizer import VideoTokenizer
 
-    model = load_model(model_path, device)
+    model = load_model(model_path, device, dtype)
     tokenizer = VideoTokenizer.load(tokenizer_path, map_location="cpu").to(device).eval()
     check_compatible(model, tokenizer)
     return model, tokenizer, {"model_sha256": sha256_file(model_path), "tokenizer_sha256": sha256_file(tokenizer_path)}
@@ -54,7 +57,11 @@ def load_checked_generator(args, device: torch.device, condition: str, task: str
     """
     from nbp.sampling import pixel_shape
 
-    model, tokenizer, checksums = load_generator(args.model, args.tokenizer, device)
+    from nbp.precision import dtype_name, resolve_dtype
+
+    dtype = resolve_dtype(args.dtype, device, "--dtype")
+    args.dtype = dtype_name(dtype)  # recorded in the shard metadata, so a resumed run keeps the same precision
+    model, tokenizer, checksums = load_generator(args.model, args.tokenizer, device, dtype)
     if model.config.condition != condition:
         wanted = {"class": "a class-conditional model", "frames": "a frame-conditional model (condition='frames')"}
         raise UserError(f"{args.model} is conditioned on {model.config.condition!r}; {task} needs {wanted[condition]}")
@@ -99,7 +106,9 @@ def run_fields(args, checksums: dict, shards, cache: str, generated_now: int, wo
 
 
 def sampling_settings(args) -> dict:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale}
+    """Keyword arguments of `generate` (dtype None: the device default, as at loading)."""
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale,
+            "dtype": getattr(args, "dtype", None)}
 
 
 def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Generator:

@@ -13,7 +13,9 @@ from nbp.errors import UserError
 def command_modules():
     for name, target in COMMANDS.items():
         for module in (target.values() if isinstance(target, dict) else [target]):
-            if module != "lightning_modules.cli":  # nbp train: Lightning's own --trainer.accelerator
+            # nbp train: Lightning's own --trainer.accelerator; nbp bench gpu-check: checks the GPU by
+            # definition (its --device cpu is a rehearsal of the plan)
+            if module not in ("lightning_modules.cli", "nbp.bench.gpu_check"):
                 yield module
 
 

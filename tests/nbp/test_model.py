@@ -160,16 +160,16 @@ def test_bad_condition_is_a_user_error():
 # ----------------------------------------------------------------------------- cached decoding
 
 
-def teacher_forced_decode(model, video, cond, cache=None):
+def teacher_forced_decode(model, video, cond, cache=None, compiled=False):
     """prefill + step over the true tokens, concatenating the logits of every call."""
     L, n, K = model.block_len, model.layout.num_blocks, model.config.token_by_token
     cache = cache or model.new_cache(video.shape[0])
     buffers = [t.data_ptr() for t in cache.k + cache.v]
     outs = [model.prefill(cond, cache)]
     for i in range(K - 1):  # hybrid: the start block goes in one token at a time
-        outs.append(model.step(video[:, i:i + 1], cache))
+        outs.append(model.step(video[:, i:i + 1], cache, compiled))
     for b in range(max(K // L - 1, 0), n - 1):  # then the video blocks, from the block that ends at v_{K-1}
-        outs.append(model.step(video[:, b * L:(b + 1) * L], cache))
+        outs.append(model.step(video[:, b * L:(b + 1) * L], cache, compiled))
     assert [t.data_ptr() for t in cache.k + cache.v] == buffers  # never reallocated
     assert cache.pos == model.seq_len
     return torch.cat(outs, dim=1), len(outs)
@@ -211,7 +211,7 @@ def test_compiled_static_step_needs_two_graphs_and_equals_forward(class_every_po
     cache = model.new_cache(2)
     for seed in (1, 2):  # a second video, of other classes, reuses the cache and the graphs
         cond = sample_cond(model, 2, seed=seed)
-        decoded, _ = teacher_forced_decode(model, video, cond, cache)
+        decoded, _ = teacher_forced_decode(model, video, cond, cache, compiled=True)
         torch.testing.assert_close(decoded, model(video, cond), atol=1e-5, rtol=1e-5)
     assert graphs.frame_count == 2  # one token (first block) and one block, whatever the position
 
@@ -386,8 +386,7 @@ def test_gpu_backend_trains_the_same_model_as_sdpa(backend):
 def test_cached_decoding_on_gpu_with_compiled_step():
     model = make(block=(1, 1, 4), first_block="hybrid", condition="class").cuda()
     video, cond = tokens(model).cuda(), sample_cond(model, 2).cuda()
-    model.compile_step(mode="reduce-overhead")
-    decoded, _ = teacher_forced_decode(model, video, cond)
+    decoded, _ = teacher_forced_decode(model, video, cond, compiled=True)
     torch.testing.assert_close(decoded, model(video, cond), atol=1e-4, rtol=1e-4)
 
 

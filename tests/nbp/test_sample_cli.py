@@ -94,6 +94,7 @@ def test_incompatible_tokenizer_is_one_line_exit_2(checkpoints, tmp_path, capsys
     (["--classes", "6"], "out of range"),
     (["--context", "nowhere.mp4"], "class-conditional"),
     (["--cfg", "-1"], "cfg_scale"),
+    (["--dtype", "int4"], "--dtype 'int4' is invalid; valid: float32, bfloat16, float16"),
 ])
 def test_bad_arguments_are_one_line_errors(checkpoints, tmp_path, capsys, extra, message):
     code = main(["sample", "--model", str(checkpoints["class"]), "--tokenizer", str(checkpoints["tokenizer"]),
@@ -106,3 +107,14 @@ def test_missing_checkpoint_names_the_path(checkpoints, tmp_path, capsys):
     code = main(["sample", "--model", str(tmp_path / "none.pt"), "--tokenizer", str(checkpoints["tokenizer"]),
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "none.pt" in capsys.readouterr().err
+
+
+def test_bfloat16_sampling_with_a_smaller_last_batch(checkpoints, tmp_path):
+    out = tmp_path / "bf16"
+    code = main(["sample", "--model", str(checkpoints["class"]), "--tokenizer", str(checkpoints["tokenizer"]),
+                 "--classes", "1", "2", "3", "--batch-size", "2", "--dtype", "bfloat16", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "samples.json").read_text())
+    assert report["settings"]["dtype"] == "bfloat16" and report["timings"]["batches"] == 2
+    videos = sorted(out.glob("*.mp4"))
+    assert len(videos) == 3 and all(frames_of(v) == (17, (32, 32, 3)) for v in videos)

@@ -28,3 +28,16 @@ def test_benchmark_layout_is_the_papers_ucf101_setting():
     nbp, ntp = make_config("tiny", ROW), make_config("tiny", (1, 1, 1))
     assert GRID == (5, 16, 16) and nbp.num_tokens == 1280 and nbp.vocab_size == 64000
     assert nbp.decode_steps == 95 and ntp.decode_steps == 1280
+
+
+def test_bench_runs_and_splits_a_call_into_model_head_and_sampling(capsys):
+    import json
+
+    args = ["bench", "sampling", "--ntp", "false", "--no-cache", "false", "--decode", "false",
+            "--vocab-size", "300", "--top-k", "50", "--threads", "1"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dtype"] == "float32" and report["nbp"]["model_calls"] == 95
+    split = report["nbp"]["per_call"]
+    assert split["tokens_per_call"] == 16
+    assert all(split[k] > 0 for k in ("model_s", "head_s", "sampling_s"))

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from nbp.errors import UserError
-from nbp.sampling_controls import SamplingControls, draw, filter_logits, guide, top_k_filter, top_p_filter
+from nbp.sampling_controls import SamplingControls, draw, filter_logits, guide
+
+
+def top_p_filter(logits, p):
+    return filter_logits(logits, SamplingControls(top_p=p))
+
+
+def top_k_filter(logits, k):
+    return filter_logits(logits, SamplingControls(top_k=k))
 
 
 def test_top_p_keeps_smallest_set_reaching_p_hand_example():
@@ -100,3 +108,61 @@ def test_cfg_ramp_goes_linearly_from_one_to_scale():
 def test_bad_controls_fail_naming_the_field(field, value):
     with pytest.raises(UserError, match=field):
         SamplingControls(**{field: value})
+
+
+def kept_by_definition(logits: torch.Tensor, k, p) -> torch.Tensor:
+    """The filters as defined, by brute force in float64: top-k keeps every logit >= the k-th largest;
+    top-p then keeps a token when the probability of the tokens with a strictly larger logit is below p."""
+    z = logits.double()
+    keep = torch.ones_like(z, dtype=torch.bool)
+    if k and k < z.shape[-1]:
+        keep = z >= z.sort(dim=-1, descending=True).values[..., k - 1:k]
+    if p is not None and p < 1.0:
+        w = torch.exp(z - z.amax(-1, keepdim=True)) * keep
+        strictly_larger = z[..., None, :] > z[..., :, None]  # [.., i, j]: token j beats token i
+        above = (strictly_larger * w[..., None, :]).sum(-1)
+        keep &= above < p * w.sum(-1, keepdim=True)
+    return keep
+
+
+FILTER_CASES = {
+    "smooth": lambda g: torch.randn(16, 700, generator=g),
+    "ties": lambda g: torch.randint(0, 6, (16, 700), generator=g).float(),  # hundreds of equal logits
+    "all-equal": lambda g: torch.zeros(4, 300),
+    "peaked": lambda g: 40 * torch.randn(16, 500, generator=g),  # most logits far below the bucket span
+    "one-huge": lambda g: torch.cat([torch.full((8, 1), 200.0), torch.randn(8, 299, generator=g)], dim=1),
+}
+
+
+@pytest.mark.parametrize("case", FILTER_CASES)
+@pytest.mark.parametrize("k,p", [(None, 0.9), (5, None), (160, None), (160, 0.9), (50, 0.3), (699, 0.999),
+                                 (1, 0.5), (None, 0.05), (10_000, 0.7), (0, 1.0)])
+def test_threshold_filter_equals_the_definition(case, k, p):
+    logits = FILTER_CASES[case](torch.Generator().manual_seed(len(case) * 31 + (k or 0)))
+    kept = torch.isfinite(filter_logits(logits, SamplingControls(top_k=k, top_p=p)))
+    assert torch.equal(kept, kept_by_definition(logits, k, p))
+    assert torch.equal(filter_logits(logits, SamplingControls(top_k=k, top_p=p))[kept], logits[kept])
+
+
+def test_threshold_filter_over_the_paper_vocabulary_equals_the_definition():
+    """64,000 codes, top-k 16,000, top-p 0.9: the bench's setting, checked against a sort."""
+    logits = torch.randn(4, 64000, generator=torch.Generator().manual_seed(0)) * 2
+    kept = torch.isfinite(filter_logits(logits, SamplingControls(top_k=16000, top_p=0.9)))
+    z = logits.double()
+    values, order = z.sort(dim=-1, descending=True)  # no ties among these floats
+    values = values.masked_fill(torch.arange(64000) >= 16000, float("-inf"))
+    probs = torch.softmax(values, dim=-1)
+    keep_sorted = torch.cumsum(probs, dim=-1) - probs < 0.9
+    expected = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    assert torch.equal(kept, expected)
+    assert 0 < kept.sum(-1).min() and kept.sum(-1).max() <= 16000
+
+
+def test_draw_frequencies_follow_the_renormalised_kept_probabilities_with_ties():
+    logits = torch.tensor([2.0, 1.0, 1.0, 0.0, 0.0, -1.0]).expand(60000, 6)
+    controls = SamplingControls(top_k=4)  # the k-th largest is tied with the 5th: both stay
+    tokens = draw(logits, controls, torch.Generator().manual_seed(0))
+    probs = torch.softmax(logits[0].masked_fill(logits[0] < 0.0, float("-inf")), dim=-1)
+    freq = torch.bincount(tokens, minlength=6).float() / tokens.numel()
+    tol = 4 * torch.sqrt(probs * (1 - probs) / tokens.numel()) + 1e-9
+    assert torch.all((freq - probs).abs() <= tol), (freq, probs)

@@ -48,6 +48,12 @@ def test_eval_ucf101_generates_in_shards_and_resumes(synthetic_root, detector, t
     # the cache refuses other settings instead of mixing samples
     assert main(args[:-2] + ["--out", str(out), "--temperature", "0.5"]) == 2
     assert "temperature" in capsys.readouterr().err
+    # the precision is part of those settings: the cache holds float32 samples (the CPU default)
+    assert main(args[:-2] + ["--out", str(out), "--dtype", "bfloat16"]) == 2
+    assert "dtype" in capsys.readouterr().err
+    assert main(args[:-2] + ["--out", str(out), "--dtype", "fp8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dtype 'fp8' is invalid" in err[0]
 
 
 def test_eval_k600_scores_prediction_fvd_psnr_ssim(synthetic_root, detector, tmp_path, capsys):
