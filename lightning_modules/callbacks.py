@@ -45,7 +45,7 @@ class NonFiniteLossGuard(Callback):
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
         if check_every_n_steps < 1:
-            raise ValueError(f"nan_guard.check_every_n_steps must be >= 1, got {check_every_n_steps}")
+            raise UserError(f"nan_guard.check_every_n_steps must be >= 1, got {check_every_n_steps}")
         self.check_every_n_steps = check_every_n_steps
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:

@@ -25,6 +25,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 import torch
 
+from nbp.errors import UserError
+
 
 def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     """True when `path` is a checkpoint that was written to the end.
@@ -117,7 +119,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
         **kwargs: Any,
     ) -> None:
         if every_n_train_steps is not None and every_n_train_steps < 0:
-            raise ValueError(f"checkpoint.every_n_train_steps must be >= 0 (0 disables), got {every_n_train_steps}")
+            raise UserError(f"checkpoint.every_n_train_steps must be >= 0 (0 disables), got {every_n_train_steps}")
         super().__init__(
             dirpath=dirpath,
             filename=filename,

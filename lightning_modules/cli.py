@@ -18,6 +18,8 @@ Strategies: `--trainer.strategy ddp | fsdp_blocks | fsdp_hybrid_blocks` or a cla
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from lightning_modules.callbacks import NonFiniteLossGuard, ThroughputMonitor
 from lightning_modules.checkpointing import PeriodicCheckpoint, find_best_checkpoint, read_checkpoint_meta
 from lightning_modules.interrupt import StopOnInterrupt
 from lightning_modules.resumable import StepSeed
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
+from nbp.files import check_output_folder
 
 # How a checkpoint without a stored class path shows which module wrote it.
 MODULE_MARKERS = {"lightning_modules.nbp_module.NBPModule": "nbp_config",
@@ -65,6 +68,24 @@ class NBPLightningCLI(LightningCLI):
                             f"of a checkpoint written by nbp train")
         check_checkpoint_kind(ckpt_path, config.model.get("class_path") if config.get("model") else None)
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # Model against data before the Trainer starts (and writes config.yaml): a token cache that
+        # is broken or made for another grid is the user's to fix, and costs nothing to find now.
+        check = getattr(self.model, "check_data", None)
+        if check is not None and self.datamodule is not None:
+            check(self.datamodule)
+
+    def instantiate_trainer(self, **kwargs):
+        # Every Trainer argument comes straight from the config or the command line, so what the
+        # Trainer refuses (an unknown strategy, devices=0, ...) is the user's to fix.
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"trainer: {first_line(err, 300)}") from err
+        trainer.callbacks.append(ReleaseHeldLogs())
+        return trainer
+
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
@@ -79,6 +100,10 @@ class NBPLightningCLI(LightningCLI):
         # Per-batch seeds follow the run's seed (already resolved to an int by LightningCLI), so
         # two runs with different seed_everything also differ in dropout.
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # Logs and checkpoints go here; a wrong folder should fail now, not after the first epoch.
+        check_output_folder(config.trainer.get("default_root_dir") or ".", "--trainer.default_root_dir")
+        if config.checkpoint.get("dirpath"):
+            check_output_folder(config.checkpoint.dirpath, "--checkpoint.dirpath")
         seed = config.get("seed_everything")
         if config.step_seed.seed is None and isinstance(seed, int) and not isinstance(seed, bool):
             config.step_seed.seed = seed
@@ -110,16 +135,78 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+class ReleaseHeldLogs(L.Callback):
+    """Print the held start-up lines once setup is through (data read, model built): the run is on."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        release_held_logs()
+
+    on_validation_start = on_test_start = on_predict_start = on_fit_start
+
+
+class _HeldLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_HELD_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+_held: dict[str, list[logging.Handler]] = {}
+_holder = _HeldLogs()
+
+
+def hold_logs() -> None:
+    """Keep Lightning's start-up lines ("Seed set to 0", "GPU available") until the run really starts,
+    so that a mistake found while building the trainer, model or data prints only its one line."""
+    for name in _HELD_LOGGERS:
+        logger = logging.getLogger(name)
+        _held[name] = logger.handlers[:]
+        logger.handlers = [_holder]
+
+
+def release_held_logs() -> None:
+    """Give the loggers their handlers back and print what was held, in order."""
+    for name, handlers in _held.items():
+        logging.getLogger(name).handlers = handlers
+    _held.clear()
+    records, _holder.records = _holder.records, []
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+
+
+@contextlib.contextmanager
+def held_logs():
+    hold_logs()
+    try:
+        yield
+    except BaseException:
+        # Only the error line is printed; the held start-up lines belong to a run that never began.
+        _holder.records.clear()
+        raise
+    finally:
+        release_held_logs()
+
+
 def main(argv: list[str], prog: str = "nbp train") -> int:
     quiet_known_warnings()
+    with held_logs():
+        run_cli(argv, prog)
+    return 0
+
+
+def run_cli(argv: list[str], prog: str) -> None:
     NBPLightningCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=argv,
-        parser_kwargs={"prog": prog},
+        # Parse errors come back as exceptions, so `nbp` reports them like every other mistake.
+        parser_kwargs={"prog": prog, "exit_on_error": False,
+                       **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")}},
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,  # reproducible initialisation unless a config says otherwise
     )
-    return 0

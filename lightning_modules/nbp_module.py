@@ -59,6 +59,7 @@ class NBPModule(L.LightningModule):
         """
         super().__init__()
         overrides = given_overrides(overrides)
+        NBPConfig.check_names(preset, overrides)  # now, not after the trainer has started
         if lr <= 0 or weight_decay < 0 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
             raise UserError(f"NBPModule: invalid optimisation setting (lr={lr}, weight_decay={weight_decay}, "
                             f"warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}); need lr > 0, "
@@ -100,9 +101,23 @@ class NBPModule(L.LightningModule):
             self._build(NBPConfig.from_preset(self.hparams.preset, **overrides))
         self._check_data_matches(data)
 
-    def _check_data_matches(self, data: dict) -> None:
+    def check_data(self, datamodule) -> None:
+        """Before training: the data can be described and agrees with every model field already fixed."""
+        data = datamodule.describe() if hasattr(datamodule, "describe") else {}
+        config = self.nbp_config
+        if config is None:  # what setup will build: the given overrides, the rest from the data
+            overrides = dict(self.hparams.overrides)
+            for key in FILLED_FROM_DATA:
+                if key not in overrides and data.get(key) is not None:
+                    overrides[key] = list(data[key]) if key == "grid" else data[key]
+            if not all(k in overrides for k in ("vocab_size", "grid")):
+                return  # setup says what is missing
+            config = NBPConfig.from_preset(self.hparams.preset, **overrides)
+        self._check_data_matches(data, config)
+
+    def _check_data_matches(self, data: dict, cfg: NBPConfig | None = None) -> None:
         """The fields the data fixes must agree with the model's; leave them out (or null) to take the data's."""
-        cfg = self.nbp_config
+        cfg = cfg or self.nbp_config
         hint = "; leave it out (or null) in model.init_args.overrides to take it from the data"
         if data.get("grid") is not None and tuple(data["grid"]) != cfg.grid:
             raise UserError(f"the data has latent grid {list(data['grid'])} but the model config has grid "
@@ -264,7 +279,8 @@ class NBPModule(L.LightningModule):
         ckpt_cb = self.trainer.checkpoint_callback
         folder = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else \
             Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        save_model_file(state, self.nbp_config, folder / self.hparams.export_name)
+        save_model_file(state, self.nbp_config, folder / self.hparams.export_name,
+                        tokenizer=self._data_description().get("tokenizer"))
 
     @staticmethod
     def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> NBPTransformer:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.resumable import ResumableDataLoader
 from nbp.data import DatasetConfig
-from nbp.errors import UserError
+from nbp.errors import UserError, ignore_interrupt_in_worker
 from nbp.token_cache import TokenCache
 
 
@@ -30,6 +30,13 @@ def collate_videos(items: list[dict]) -> dict:
         return {"video": torch.zeros(0, dtype=torch.uint8), "label": torch.zeros(0, dtype=torch.long)}
     return {"video": torch.stack([it["video"] for it in readable]),
             "label": torch.tensor([int(it["label"]) for it in readable], dtype=torch.long)}
+
+
+def compression_of(tokenizer_config: dict) -> dict:
+    """The tokenizer facts a model file records (see nbp.model_file.TOKENIZER_FIELDS)."""
+    from nbp.model_file import TOKENIZER_FIELDS
+
+    return {k: tokenizer_config[k] for k in TOKENIZER_FIELDS if k in tokenizer_config}
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -60,6 +67,8 @@ class TokenDataModule(L.LightningDataModule):
             raise UserError("TokenDataModule: tokenizing on the fly needs train_data (a dataset config)")
         if batch_size < 1:
             raise UserError(f"TokenDataModule.batch_size={batch_size} is invalid; it must be >= 1")
+        if num_workers < 0:
+            raise UserError(f"TokenDataModule.num_workers={num_workers} is invalid; it must be >= 0")
         self.on_the_fly = on_the_fly
         self._tokenizer = None
         self._train = self._val = None
@@ -75,11 +84,13 @@ class TokenDataModule(L.LightningDataModule):
             from nbp.data import build_dataset
 
             classes = getattr(build_dataset(cfg), "class_names", None)
-            return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None}
+            return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None,
+                    "tokenizer": compression_of(vars(tok.config))}
         from nbp.token_cache import read_meta
 
         meta = read_meta(self.hparams.train_cache)
-        return {"grid": meta.grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes}
+        return {"grid": meta.grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes,
+                "tokenizer": compression_of(meta.tokenizer_config or {})}
 
     @property
     def tokenizer(self):
@@ -113,7 +124,8 @@ class TokenDataModule(L.LightningDataModule):
         collate = collate_videos if self.on_the_fly else collate_tokens
         workers = self.hparams.num_workers
         common = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                      collate_fn=collate, pin_memory=torch.cuda.is_available())
+                      collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      worker_init_fn=ignore_interrupt_in_worker)
         if train:
             # Shuffled per (seed, epoch) and split across ranks; its position is saved in checkpoints,
             # so a resumed run continues with the very next batch.

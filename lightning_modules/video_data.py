@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from lightning_modules.resumable import ResumableDataLoader
 from nbp.data import DatasetConfig, build_dataset
-from nbp.errors import UserError
+from nbp.errors import UserError, ignore_interrupt_in_worker
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -49,7 +49,7 @@ class VideoDataModule(L.LightningDataModule):
     def _common(self, batch_size: int) -> dict:
         workers = self.num_workers
         return dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                    pin_memory=torch.cuda.is_available())
+                    pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_interrupt_in_worker)
 
     def train_dataloader(self) -> DataLoader:
         if len(self._train) < self.batch_size:

@@ -9,9 +9,11 @@ place that routes into `lightning_modules` (for `train` and `demo`).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
-from nbp.errors import UserError
+from nbp.errors import UserError, is_parse_error, user_message
 
 # name -> module path, or name -> {subname: module path} for command groups.
 COMMANDS: dict[str, str | dict[str, str]] = {
@@ -69,17 +71,34 @@ def _import_command(module_path: str, prog: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 done, 2 a user's mistake (one line), 130 Ctrl-C, 1 a bug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         module_path, rest, prog = _resolve(argv)
         module = _import_command(module_path, prog)
         return int(module.main(rest, prog=prog) or 0)
-    except UserError as err:
-        print(f"nbp: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        _debug_traceback()
         print("nbp: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # the one place every subcommand's errors end up
+        message = user_message(err)
+        if message is None:
+            traceback.print_exc()
+            print(f"nbp: internal error ({type(err).__name__}); this is a bug, please report the traceback above",
+                  file=sys.stderr)
+            return 1
+        configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+        if configs and is_parse_error(err) and not any(config in message for config in configs):
+            message += f" (command line or --config {', '.join(configs)})"
+        _debug_traceback()
+        print(f"nbp: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("NBP_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

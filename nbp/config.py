@@ -178,13 +178,18 @@ class NBPConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "NBPConfig":
-        if name not in PRESETS:
-            raise UserError(f"unknown NBP preset {name!r}; valid: {', '.join(PRESETS)}")
+        cls.check_names(name, overrides)
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def check_names(cls, preset: str, overrides: dict) -> None:
+        """UserError for an unknown preset or field name (possible before the data fixes the grid)."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown NBP preset {preset!r}; valid: {', '.join(PRESETS)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise UserError(f"unknown NBPConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,11 +1,15 @@
-"""Which device a command runs on: `--device auto` (the default of every command) or a name."""
+"""`--device` for every command: one option (default auto) and one check, auto, cpu, cuda or cuda:N,
+against this machine."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 
 from nbp.errors import UserError
 
+VALID = "auto, cpu, cuda, cuda:N"
 DEVICE_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"
 
 
@@ -14,16 +18,23 @@ def add_device_argument(parser) -> None:
     parser.add_argument("--device", type=str, default="auto", help=DEVICE_HELP)
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` -> the current CUDA device if there is one, else the CPU; any other name is checked here."""
+def pick_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` asks for; UserError when it is not one of VALID or is absent here.
+
+    auto is the first CUDA device when there is one, else the CPU.
+    """
+    name = str(name).strip().lower()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cpu":
         return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"--device {name!r} is not a device; valid: auto, cpu, cuda, cuda:N") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise UserError(f"{option} {name!r} is not a device; valid: {VALID}")
+    if not torch.cuda.is_available():
+        raise UserError(f"{option} {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+    index = int(match.group(1) or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise UserError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                        f"valid: cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return torch.device("cuda", index)

@@ -21,6 +21,8 @@ from nbp.errors import UserError
 from nbp.files import torch_save_atomic
 
 FORMAT = "nbp-transformer-v1"
+# What a model file records of the tokenizer its tokens came from (read back as model.tokenizer_record).
+TOKENIZER_FIELDS = ("temporal_downsample", "spatial_downsample")
 RUNTIME_SWITCHES = ("compile", "attn_backend", "grad_checkpointing")
 
 
@@ -50,12 +52,21 @@ def build_model(config: NBPConfig, state: dict, device="cpu", dtype: torch.dtype
     return model.to(device).eval()  # moves the position tables; the weights are there already
 
 
-def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: str | Path) -> Path:
-    """Save a model (or its state dict) with its config."""
+def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: str | Path,
+                    tokenizer: dict | None = None) -> Path:
+    """Save a model (or its state dict) with its config.
+
+    `tokenizer`: the compression of the tokenizer the tokens came from ({"temporal_downsample": 4,
+    "spatial_downsample": 8}); sampling refuses a tokenizer that compresses otherwise, which the
+    grid alone cannot tell (a 2x temporal tokenizer would decode the 5 latent frames to 9, not 17).
+    """
     state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
     # Weights go to CPU and lose any torch.compile wrapper prefix, so the file loads anywhere.
     state = {k.replace("_orig_mod.", ""): v.detach().cpu() for k, v in state.items()}
-    torch_save_atomic({"format": FORMAT, "config": stored_config(config), "state_dict": state}, path)
+    data = {"format": FORMAT, "config": stored_config(config), "state_dict": state}
+    if tokenizer:
+        data["tokenizer"] = {k: int(tokenizer[k]) for k in TOKENIZER_FIELDS if k in tokenizer}
+    torch_save_atomic(data, path)
     return Path(path)
 
 
@@ -73,7 +84,13 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", 
     except Exception as err:
         raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
     config, state = _config_and_weights(path, data)
-    return build_model(config_from_file(dict(config)), state, map_location, dtype)
+    try:
+        model = build_model(config_from_file(dict(config)), state, map_location, dtype)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise UserError(f"{path} is a damaged model file ({type(err).__name__}: {str(err)[:120]})") from None
+    # model.pt records the tokenizer its tokens came from; a Lightning checkpoint does not
+    model.tokenizer_record = dict(data.get("tokenizer") or {}) if data.get("format") == FORMAT else {}
+    return model
 
 
 def _load(path: Path, map_location):

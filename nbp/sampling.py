@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from nbp import pixels, precision
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 from nbp.sampler import DecodeStats, sample_sequence
 from nbp.sampling_controls import SamplingControls
 
@@ -46,8 +46,9 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
     except UserError:
         raise
     except Exception as err:  # a file that is not a tokenizer checkpoint
-        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer: {type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        detail = first_line(err) if str(err).strip() else ""
+        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer ({type(err).__name__}"
+                        f"{': ' + detail if detail else ''}); pass a file written by VideoTokenizer.save") from None
     return tok.to(device).eval()
 
 
@@ -157,6 +158,11 @@ def check_compatible(model, tokenizer) -> None:
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer vocabulary {tokenizer.vocab_size} does not match the model's "
                         f"vocab_size {config.vocab_size}; use the tokenizer the model was trained with")
+    recorded = getattr(model, "tokenizer_record", None) or {}
+    differ = [f"{k} {getattr(tokenizer.config, k)} (the model's tokens: {v})" for k, v in recorded.items()
+              if getattr(tokenizer.config, k, v) != v]
+    if differ:
+        raise UserError(f"the tokenizer has {', '.join(differ)}; use the tokenizer the model was trained with")
     latent = tuple(tokenizer.latent_shape(*pixel_shape(tokenizer, config)))
     if latent != tuple(config.grid):
         raise UserError(f"tokenizer latent grid {latent} cannot match the model grid {tuple(config.grid)}; "

@@ -21,6 +21,8 @@ the tokens with a strictly larger logit is below p (tied tokens stay together).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -48,14 +50,14 @@ class SamplingControls:
     cfg_ramp: bool = False
 
     def __post_init__(self):
-        if not (self.temperature >= 0.0):
-            raise UserError(f"temperature={self.temperature} is invalid; use a value >= 0 (0 = greedy)")
+        if not (self.temperature >= 0.0) or math.isinf(self.temperature):
+            raise UserError(f"temperature={self.temperature} is invalid; use a finite value >= 0 (0 = greedy)")
         if self.top_k is not None and self.top_k < 0:
             raise UserError(f"top_k={self.top_k} is invalid; use a positive integer, or 0/None to disable")
         if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
             raise UserError(f"top_p={self.top_p} is invalid; use a value in (0, 1], or None to disable")
-        if not (self.cfg_scale >= 0.0):
-            raise UserError(f"cfg_scale={self.cfg_scale} is invalid; use a value >= 0 (1 = no guidance)")
+        if not (self.cfg_scale >= 0.0) or math.isinf(self.cfg_scale):
+            raise UserError(f"cfg_scale={self.cfg_scale} is invalid; use a finite value >= 0 (1 = no guidance)")
 
     @property
     def guided(self) -> bool:

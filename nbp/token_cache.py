@@ -107,8 +107,9 @@ def read_meta(root: str | Path) -> CacheMeta:
         raise UserError(f"{root} is not a token cache (no {META_NAME}); create one with 'nbp tokenize'")
     try:
         return CacheMeta.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise UserError(f"{path} is not a valid token cache meta file: {err}") from None
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not a valid token cache meta file ({type(err).__name__}: {err}); "
+                        f"delete the cache and run 'nbp tokenize' again") from None
 
 
 class TokenCacheWriter:
@@ -134,8 +135,8 @@ class TokenCacheWriter:
         else:
             write_json_atomic(meta_path, self.meta.to_json())
         # Temporary files left by a killed run (the rename never happened): safe to drop.
-        for stale in self.root.glob(".shard_*.tmp"):
-            stale.unlink()
+        for stale in self.root.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def shard_done(self, index: int) -> bool:
         stem = shard_stem(index)
@@ -202,8 +203,7 @@ class TokenCache(Dataset):
         self._shards: list[np.ndarray] = []
         labels = []
         for k in range(self.meta.num_shards):
-            marker = json.loads((self.root / f"{shard_stem(k)}.json").read_text())
-            ids = np.load(self.root / f"{shard_stem(k)}.ids.npy", mmap_mode="r")
+            marker, ids = self._read_shard(k)
             if ids.shape[0] != marker["count"] or tuple(ids.shape[1:]) != self.meta.grid:
                 raise UserError(f"token cache shard {self.root / shard_stem(k)} has shape {ids.shape}, "
                                 f"expected ({marker['count']}, {', '.join(map(str, self.meta.grid))})")
@@ -212,6 +212,19 @@ class TokenCache(Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         counts = [len(s) for s in self._shards]
         self._starts = np.cumsum([0] + counts)
+
+    def _read_shard(self, index: int) -> tuple[dict, np.ndarray]:
+        """(marker, memory-mapped ids) of one shard; UserError naming the file when it is damaged."""
+        stem = self.root / shard_stem(index)
+        path = stem.with_name(stem.name + ".json")
+        try:
+            marker = json.loads(path.read_text())
+            marker["count"], marker["labels"]  # noqa: B018  (a marker without them is damaged)
+            path = stem.with_name(stem.name + ".ids.npy")
+            return marker, np.load(path, mmap_mode="r")
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            raise UserError(f"token cache file {path} is damaged or missing ({type(err).__name__}); "
+                            f"delete it and re-run the same 'nbp tokenize' command to rewrite it") from None
 
     def check(self, tokenizer_sha256: str | None = None, grid: Iterable[int] | None = None,
               vocab_size: int | None = None) -> None:

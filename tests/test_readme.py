@@ -25,7 +25,7 @@ DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
 ALL_MARKDOWN = [README, *DOC_PAGES, *sorted((ROOT / "docs" / "experiments").glob("*.md"))]
 # Pages written on other branches at the same time as this test; linked before they exist.
 # Remove an entry once its page is on the main branch.
-PROVIDED_ELSEWHERE = {"docs/released-checkpoints.md", "docs/errors.md"}
+PROVIDED_ELSEWHERE = {"docs/released-checkpoints.md"}
 
 
 def code_blocks(text: str, languages: tuple[str, ...]) -> list[str]:
@@ -115,6 +115,10 @@ def parse_error(module_path: str, args: list[str]) -> str | None:
         if stop.code not in (0, None):
             lines = stderr.getvalue().strip().splitlines()
             return lines[-1] if lines else f"exit {stop.code}"  # the last line says what is wrong
+    except Exception as err:  # parsers built with exit_on_error=False raise instead
+        from nbp.errors import user_message
+
+        return user_message(err) or repr(err)
     return None
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from tokenizer.errors import UserError
 
 
 @contextlib.contextmanager
@@ -23,7 +26,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno == errno.ENOSPC:  # name the file the user will look for, not our temporary one
+                raise OSError(errno.ENOSPC, err.strerror, str(path)) from err
+            raise
         # mkstemp creates 0600 files; give the result the permissions any new file would get
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
@@ -60,3 +68,45 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """UserError unless `path` is, or can be created as, a folder we can write into.
+
+    Called before any expensive work, so a wrong `--out` costs seconds, not the whole run.
+    Creates nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder (it is created if missing)")
+    _check_writable_ancestor(path, option)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """UserError unless a file can be written at `path` (the folder above is created if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path} is read-only; choose a path you can write to")
+    _check_writable_ancestor(path.parent, option, target=path)
+    return path
+
+
+def _check_writable_ancestor(folder: Path, option: str, target: Path | None = None) -> None:
+    """The nearest existing folder at or above `folder` must be a folder we may write into."""
+    target = folder if target is None else target
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {target}: {existing} is a file, not a folder; give a path under a folder")
+    # A real probe rather than os.access: that says yes to root and to folders like /proc.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nbp-write-check.", dir=existing)
+    except OSError as err:
+        raise UserError(f"{option} {target}: cannot write into {existing} ({err.strerror}); "
+                        f"choose a path you can write to") from None
+    os.close(fd)
+    os.unlink(probe)

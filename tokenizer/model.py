@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tokenizer.errors import UserError
+from tokenizer.errors import UserError, first_line
 from tokenizer.files import torch_save_atomic
 from tokenizer.config import TokenizerConfig
 from tokenizer.decoder import Decoder
@@ -167,7 +167,7 @@ def read_tokenizer_file(path: str | os.PathLike, map_location: str | torch.devic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types; all mean "not our file"
-        raise UserError(f"{path} is not a readable tokenizer file ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        raise UserError(f"{path} is not a readable tokenizer file ({type(err).__name__}: {first_line(err, 120)})") from None
     if not isinstance(payload, dict):
         raise UserError(f"{path} is not a tokenizer file (expected a dict with 'config' and 'state_dict')")
     if payload.get("format") == FILE_FORMAT:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from tokenizer.errors import UserError
+from tokenizer.errors import UserError, first_line
 
 # VGG16 "D" configuration; numbers are conv widths, "M" is 2x2 max pooling.
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -61,7 +61,7 @@ class PerceptualLoss(nn.Module):
         try:
             self.features.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as err:
-            raise UserError(f"{path} does not hold VGG16 `features` weights: {str(err).splitlines()[0][:160]}") from None
+            raise UserError(f"{path} does not hold VGG16 `features` weights: {first_line(err)}") from None
 
     def train(self, mode: bool = True) -> "PerceptualLoss":
         return super().train(False)  # a frozen feature extractor: never in training mode

@@ -35,7 +35,7 @@ from nbp.data.synthetic import CLASS_NAMES, num_objects
 from lightning_modules.demo.runner import Budget, StageRunner, log
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
-from nbp.files import write_json_atomic
+from nbp.files import check_output_folder, write_json_atomic
 from nbp.sampling_controls import SamplingControls
 
 FRAMES, SIZE, FPS = 17, 32, 8  # the synthetic pipeline: 17x32x32 clips -> a 5x8x8 token grid
@@ -140,8 +140,6 @@ def choose_threads(requested: int) -> int:
 
 def resolve_device(name: str) -> str:
     """"cpu" or "cuda": the demo runs on one device kind (Lightning's accelerator names it)."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device {name!r} is invalid; valid: auto, cpu, cuda")
     return pick_device(name).type
 
 
@@ -349,7 +347,7 @@ def summary_table(summary: dict) -> str:
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Run the whole pipeline on the synthetic dataset "
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Run the whole pipeline on the synthetic dataset "
                                                    "(data, tokenizer, token cache, NBP + NTP, samples, frame prediction).")
     parser.add_argument("--out", type=str, default="runs/demo", help="output folder; a rerun reuses finished stages")
     parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")
@@ -364,12 +362,10 @@ def main(argv: list[str], prog: str = "nbp demo") -> int:
     args = build_parser(prog).parse_args(argv)
     budget = Budget(args.minutes)
     device = resolve_device(args.device)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    threads = choose_threads(args.threads)
+    out = check_output_folder(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    threads = choose_threads(args.threads)
     torch.set_num_threads(threads)
     started = time.perf_counter()
     runner = StageRunner(out)

@@ -27,7 +27,7 @@ from nbp.errors import UserError
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Clip reading speed: decode needed frames vs decode all.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Clip reading speed: decode needed frames vs decode all.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--source", type=str, default=None, help="folder of videos to read (default: write some)")
     parser.add_argument("--videos", type=int, default=4, help="source videos to write")

@@ -30,7 +30,7 @@ from nbp.errors import UserError
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="FVD feature extraction speed (JSON on stdout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="FVD feature extraction speed (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--videos", type=int, default=8, help="videos timed")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=4)

@@ -30,7 +30,7 @@ VOCAB, CLASSES = 64000, 101
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Measure block-parallel sampling speed (JSON on stdout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Measure block-parallel sampling speed (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
     add_device_argument(parser)

@@ -27,7 +27,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Tokenizer encode/decode clips/s (JSON).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Tokenizer encode/decode clips/s (JSON).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="ucf101", help="synthetic, ucf101 or k600 (random weights)")
     parser.add_argument("--tokenizer", type=str | None, default=None, help="a tokenizer file instead of a preset")

@@ -32,7 +32,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.bench.timing import sync
 from nbp.devices import add_device_argument, pick_device
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -146,7 +146,7 @@ def _child(fn_name: str, spec: dict, queue, barrier=None) -> None:
     try:
         queue.put(globals()[fn_name](spec, barrier))
     except Exception as err:  # report, do not hang the parent
-        queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+        queue.put({"error": f"{type(err).__name__}: {first_line(err)}"})
 
 
 def run_in_processes(fn_name: str, spec: dict, processes: int = 1) -> list[dict]:
@@ -202,7 +202,7 @@ def prepare_pipeline_inputs(folder: Path, tokenizer: str | None, frames: int, si
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Training throughput and peak memory (JSON on stdout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Training throughput and peak memory (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny")
     add_device_argument(parser)

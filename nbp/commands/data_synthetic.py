@@ -14,10 +14,11 @@ import time
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.errors import UserError
+from nbp.files import check_output_folder
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Write the synthetic bouncing-shapes dataset (UCF-101 layout).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Write the synthetic bouncing-shapes dataset (UCF-101 layout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--out", type=str, required=True, help="output folder (created if missing)")
     parser.add_argument("--videos_per_class", "--videos-per-class", type=int, default=20,
@@ -39,6 +40,9 @@ def main(argv: list[str], prog: str = "nbp data synthetic") -> int:
         raise UserError(f"--frames {args.frames}: must be >= 1")
     if args.size < 5:
         raise UserError(f"--size {args.size}: must be >= 5 (objects are 1/5 of the frame)")
+    if args.fps < 1:
+        raise UserError(f"--fps {args.fps}: must be >= 1")
+    check_output_folder(args.out)
     sizes = split_sizes(args.videos_per_class)
     start = time.perf_counter()
     out = write_synthetic_dataset(

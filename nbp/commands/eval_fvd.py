@@ -16,13 +16,14 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp.devices import add_device_argument
 from nbp.errors import UserError
+from nbp.files import check_output_file
 
 # Where in a longer real file the scored window is taken (StyleGAN-V: one random window per video).
 DEFAULT_CLIP = {"styleganv": "random", "nbp": "center", "tats": "random"}
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="FVD between real and generated videos under a named protocol.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="FVD between real and generated videos under a named protocol.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--real", type=str, required=True, help="folder of real videos, or a DatasetConfig YAML/JSON")
     parser.add_argument("--fake", type=str, required=True, help="folder of generated videos, or a DatasetConfig YAML/JSON")
@@ -65,6 +66,10 @@ def main(argv: list[str], prog: str = "nbp eval fvd") -> int:
     if args.batch_size < 1 or args.workers < 0:
         raise UserError(f"--batch-size {args.batch_size} / --workers {args.workers}: need batch >= 1, workers >= 0")
     clip = args.clip or DEFAULT_CLIP[protocol.name]
+    for flag, value in (("--size", args.size), ("--fps", args.fps), ("--pre-resize", args.pre_resize)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag} {value}: must be > 0")
+    check_output_file(args.out)
     torch.manual_seed(args.seed)
     rank, world = distributed_setup()
     device = pick_device(args.device)

@@ -21,7 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.metrics.generation_eval import add_generation_args
 
-    parser = ArgumentParser(prog=prog, description="Kinetics-600 frame prediction: FVD at 64x64, PSNR and SSIM.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Kinetics-600 frame prediction: FVD at 64x64, PSNR and SSIM.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--data", type=str, required=True, help="Kinetics-600 root (split/class/video files)")
     parser.add_argument("--split", type=str, default="val", help="train | val | test")
@@ -53,6 +53,9 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     protocol = get_protocol(args.protocol, pre_resize=args.fvd_size)
     rank, world = distributed_setup()
     device = pick_device(args.device)
+    # The detector first: a missing weights file must not cost the whole generation.
+    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
+    metric.get_detector()
     model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
         args, device, "frames", "K600 frame prediction", protocol.frames)
     context = context_pixel_frames(tokenizer, model.config)
@@ -81,8 +84,6 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
     generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
-    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
-    metric.get_detector()
     quality = FrameQuality().to(device)
     for index in shards.shards_of_rank(rank, world):
         fake = shards.read(index)["videos"]

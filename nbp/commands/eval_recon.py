@@ -21,8 +21,9 @@ from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_di
 from nbp.devices import add_device_argument, pick_device
 from nbp.sampling import load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
-from nbp.errors import UserError
-from nbp.files import write_json_atomic
+from nbp.devices import add_device_argument, pick_device
+from nbp.errors import UserError, ignore_interrupt_in_worker
+from nbp.files import check_output_file, write_json_atomic
 from nbp.metrics.frame_quality import frame_ssim
 from nbp.pixels import model_to_unit, to_model
 from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
@@ -54,7 +55,8 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     metric, reason = try_fvd_metric(fvd_protocol, dev) if fvd else (None, "disabled by --fvd false")
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_readable,
+                        worker_init_fn=ignore_interrupt_in_worker)
 
     psnr, ssim, skipped = [], [], []
     counts = torch.zeros(tok.vocab_size, dtype=torch.long)
@@ -99,7 +101,7 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (or TokenizerModule .ckpt)")
     parser.add_class_arguments(DatasetConfig, "data", help="the dataset to reconstruct")
@@ -117,6 +119,14 @@ def main(argv: list[str], prog: str = "nbp eval recon") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError(f"--batch_size={args.batch_size} and --limit={args.limit} must be >= 1")
+    if args.num_workers < 0:
+        raise UserError(f"--num_workers {args.num_workers}: must be >= 0 (0 decodes in the main process)")
+    if args.fvd:
+        from nbp.metrics.protocols import get_protocol
+
+        get_protocol(args.fvd_protocol)  # an unknown name is a mistake, not "no fvd"
+    if args.out:
+        check_output_file(args.out)
     data = DatasetConfig(**vars(args.data)) if not isinstance(args.data, DatasetConfig) else args.data
     result = evaluate_reconstruction(args.tokenizer, data, args.batch_size, args.limit, args.device, args.fvd,
                                      args.fvd_protocol, args.num_workers)

@@ -22,7 +22,7 @@ from nbp.errors import UserError
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.metrics.generation_eval import add_generation_args
 
-    parser = ArgumentParser(prog=prog, description="Class-conditional FVD on UCF-101 (train split labels and clips).")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Class-conditional FVD on UCF-101 (train split labels and clips).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--data", type=str, required=True, help="UCF-101 root (class folders + split lists)")
     parser.add_argument("--fold", type=int, default=1, help="UCF-101 split 1, 2 or 3")
@@ -51,6 +51,9 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     protocol = get_protocol(args.protocol)
     rank, world = distributed_setup()
     device = pick_device(args.device)
+    # The detector first: a missing weights file must not cost the whole generation.
+    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
+    metric.get_detector()
     model, tokenizer, checksums, (frames, height) = gen.load_checked_generator(
         args, device, "class", "UCF-101 evaluation", protocol.frames)
     config = model.config
@@ -82,8 +85,6 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
     generated_now = gen.sum_over_ranks(gen.fill_shards(shards, rank, world, make_shard), world)
     gen.barrier(world)
 
-    metric = FrechetVideoDistance(protocol, detector=args.detector).to(device)
-    metric.get_detector()
     for index in shards.shards_of_rank(rank, world):
         metric.update(shards.read(index)["videos"], real=False)
     my_real = [real_order[i] for i in rank_share(len(real_order), rank, world)]

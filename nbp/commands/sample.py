@@ -21,7 +21,7 @@ from nbp import precision
 from nbp.data.datasets import read_class_index
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
-from nbp.files import sha256_file, write_json_atomic
+from nbp.files import check_output_folder, sha256_file, write_json_atomic
 from nbp.progress import progress
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
                           pixel_shape, tokens_to_video)
@@ -29,7 +29,7 @@ from nbp.sampling_controls import SamplingControls
 
 
 def build_parser(prog: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=prog, description="Generate videos with a trained next-block-prediction model.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Generate videos with a trained next-block-prediction model.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--model", type=str, required=True, help="model.pt ({config, state_dict}) or a Lightning .ckpt")
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (VideoTokenizer.save)")
@@ -93,7 +93,7 @@ def class_jobs(args, config) -> list[tuple[int, str]]:
 
 
 def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
-    from nbp.data.clip_reader import VideoReadError, read_clip
+    from nbp.data.clip_reader import VideoReadError, decoder_messages_hidden, read_clip
 
     frames, height, width = pixel_shape(tokenizer, config)
     if height != width:
@@ -102,9 +102,10 @@ def read_contexts(args, tokenizer, config) -> list[tuple[torch.Tensor, str]]:
     jobs = []
     for path in args.context:
         if not Path(path).is_file():
-            raise UserError(f"--context {path} does not exist")
+            raise UserError(f"--context {path}: no such video file")
         try:
-            clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
+            with decoder_messages_hidden():
+                clip = read_clip(path, frames=needed, fps=args.fps, size=height, position="start")
         except VideoReadError as err:
             raise UserError(f"--context {path}: {err}") from None
         video = torch.from_numpy(clip).permute(3, 0, 1, 2)  # (C, T, H, W)
@@ -144,10 +145,15 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.num < 1 or args.batch_size < 1:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
+    if args.fps < 1:
+        raise UserError(f"--fps {args.fps}: must be >= 1")
+    if args.classes is not None and args.class_names:
+        raise UserError("--classes and --class-names both given; pick classes one way")
     device = pick_device(args.device)
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                 cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
     dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
+    check_output_folder(args.out)
     model = load_model(args.model, device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)

@@ -19,8 +19,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader, Dataset
 
 from nbp.devices import add_device_argument, pick_device
-from nbp.errors import UserError
-from nbp.files import sha256_file
+from nbp.errors import UserError, first_line, ignore_interrupt_in_worker, iterate_with_workers
+from nbp.files import check_output_folder, sha256_file
 from nbp.pixels import to_model
 from nbp.progress import progress as progress_bar
 from nbp.sampling import load_tokenizer
@@ -56,7 +56,7 @@ class SkipUnreadable(Dataset):
         try:
             item = self.dataset[index]
         except (VideoReadError, RuntimeError) as err:  # RuntimeError: no readable file at all
-            return {"skipped": f"item {index}: {str(err).splitlines()[0] if str(err) else 'unreadable'}"}
+            return {"skipped": f"item {index}: {first_line(err)}"}
         if self.listed is not None and str(item["path"]) != str(self.listed[index][0]):
             return {"skipped": str(self.listed[index][0])}
         return item
@@ -83,6 +83,9 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     from nbp.data import build_dataset
 
     dev = pick_device(device)
+    if num_workers < 0:
+        raise UserError(f"--num-workers {num_workers}: must be >= 0 (0 decodes in the main process)")
+    check_output_folder(out)
     tok = load_tokenizer(tokenizer_path, dev)
     dataset = build_dataset(data_cfg)
     if len(dataset) == 0:
@@ -99,31 +102,32 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     pending = writer.pending_shards()
     safe = SkipUnreadable(dataset)
     todo = sum(len(writer.shard_range(k)) for k in pending)
-    bar = progress_bar(total=todo, desc=f"tokenize -> {out}", unit="video", enabled=progress)
-    for k in pending:
-        loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
-                            num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda")
-        ids, labels, sources, skipped = [], [], [], []
-        for batch in loader:
-            skipped += batch["skipped"]
-            if batch["video"] is not None:
-                ids.append(encode_videos(tok, batch["video"], dev).cpu())
-                labels += batch["label"]
-                sources += batch["path"]
-            bar.update(len(batch["label"]) + len(batch["skipped"]))
-        shard_ids = torch.cat(ids) if ids else torch.zeros((0, *grid), dtype=torch.long)
-        if tuple(shard_ids.shape[1:]) != grid:
-            raise UserError(f"the tokenizer produced grid {list(shard_ids.shape[1:])} for "
-                            f"{data_cfg.frames}x{data_cfg.size}x{data_cfg.size} clips, expected {list(grid)}")
-        writer.write_shard(k, shard_ids, labels, sources, skipped)
-    bar.close()
+    # closed on any exit, so an error or 'nbp: interrupted' starts on its own line
+    with progress_bar(total=todo, desc=f"tokenize -> {out}", unit="video", enabled=progress) as bar:
+        for k in pending:
+            loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
+                                num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
+                                worker_init_fn=ignore_interrupt_in_worker)
+            ids, labels, sources, skipped = [], [], [], []
+            for batch in iterate_with_workers(loader):
+                skipped += batch["skipped"]
+                if batch["video"] is not None:
+                    ids.append(encode_videos(tok, batch["video"], dev).cpu())
+                    labels += batch["label"]
+                    sources += batch["path"]
+                bar.update(len(batch["label"]) + len(batch["skipped"]))
+            shard_ids = torch.cat(ids) if ids else torch.zeros((0, *grid), dtype=torch.long)
+            if tuple(shard_ids.shape[1:]) != grid:
+                raise UserError(f"the tokenizer produced grid {list(shard_ids.shape[1:])} for "
+                                f"{data_cfg.frames}x{data_cfg.size}x{data_cfg.size} clips, expected {list(grid)}")
+            writer.write_shard(k, shard_ids, labels, sources, skipped)
     return writer.finalize()
 
 
 def build_parser(prog: str) -> ArgumentParser:
     from nbp.data import DatasetConfig
 
-    parser = ArgumentParser(prog=prog, description="Encode a dataset into a token cache.")
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description="Encode a dataset into a token cache.")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (VideoTokenizer.save)")
     parser.add_argument("--data", type=DatasetConfig, required=True, help="the dataset to encode")

@@ -10,8 +10,11 @@ implementation did (aspect ratio lost).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import sys
 
 import numpy as np
 import torch
@@ -101,6 +104,24 @@ def _check_settings(frames: int, fps: float | None, size: int, position: str, re
         raise UserError(f"position={position!r}; valid: {', '.join(POSITIONS)}")
     if resize not in RESIZES:
         raise UserError(f"resize={resize!r}; valid: {', '.join(RESIZES)}")
+
+
+@contextlib.contextmanager
+def decoder_messages_hidden():
+    """Hide what the C decoder prints straight to file descriptor 2 ("[mov,mp4...] moov atom not found").
+
+    Our VideoReadError already says what went wrong and where; the command line shows that one line.
+    Only for the main thread's own reads (the descriptor is process-wide).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def open_video(path: str):

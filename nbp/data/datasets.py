@@ -170,10 +170,12 @@ def parse_ucf_split(split_file: Path, class_names: list[str]) -> list[tuple[str,
     classes = {name.lower(): i for i, name in enumerate(class_names)}
     entries = []
     for line_no, line in enumerate(split_file.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
+        text = line.strip()
+        if not text:
             continue
-        rel = parts[0].replace("\\", "/")
+        # "<path> <label>" or "<path>"; the path itself may contain spaces.
+        head, _, tail = text.rpartition(" ")
+        rel = (head.strip() if head and tail.isdigit() else text).replace("\\", "/")
         class_name = rel.split("/")[0].lower()
         if "/" not in rel or class_name not in classes:
             raise UserError(f"{split_file}:{line_no}: {rel!r} is not '<Class>/<file>' with a class from classInd.txt")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 from nbp.files import atomic_path, sha256_file
 from nbp.metrics.i3d import InceptionI3d
 
@@ -128,12 +128,12 @@ def load_detector_file(path: str | os.PathLike) -> Detector:
         try:
             module = torch.jit.load(str(path), map_location="cpu").eval()
         except RuntimeError as err:
-            raise UserError(f"cannot load TorchScript detector {path}: {str(err).splitlines()[0]}") from err
+            raise UserError(f"cannot load TorchScript detector {path}: {first_line(err)}") from err
         return TorchScriptDetector(module, str(path), digest)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise UserError(f"cannot read FVD detector {path} as a TorchScript file or a state dict: {str(err).splitlines()[0]}") from err
+        raise UserError(f"cannot read FVD detector {path} as a TorchScript file or a state dict: {first_line(err)}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

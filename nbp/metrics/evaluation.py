@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from nbp.errors import UserError
+from nbp.devices import pick_device  # noqa: F401  (the eval commands import it from here)
+from nbp.errors import UserError, first_line, ignore_interrupt_in_worker
 from nbp.files import write_json_atomic
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -25,7 +26,7 @@ def dataset_config_from_file(path: Path):
     try:
         fields = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"cannot read dataset config {path}: {str(err).splitlines()[0]}") from err
+        raise UserError(f"cannot read dataset config {path}: {first_line(err)}") from err
     if isinstance(fields, dict) and isinstance(fields.get("data"), dict):
         fields = fields["data"]
     if not isinstance(fields, dict):
@@ -81,7 +82,8 @@ def score_videos(metric, dataset: Dataset, indices: list[int], real: bool, batch
     if not indices:
         return 0
     listed = getattr(dataset, "videos", None)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False,
+                        worker_init_fn=ignore_interrupt_in_worker)
     position, replaced = 0, 0
     with progress(total=len(indices), desc=desc, unit="video") as bar:
         for batch in loader:

@@ -37,15 +37,25 @@ def check_generation_args(args) -> None:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
     if args.num_samples < 2:
         raise UserError(f"--num-samples {args.num_samples}: FVD needs at least 2")
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: must be >= 0 (0 decodes in the main process)")
+    if not args.fps > 0:
+        raise UserError(f"--fps {args.fps}: must be > 0")
+    from nbp.files import check_output_file, check_output_folder
+    from nbp.sampling_controls import SamplingControls
+
+    SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg_scale)
+    check_output_file(args.out)
+    check_output_folder(cache_folder(args), "--cache")
 
 
 def load_generator(model_path: str, tokenizer_path: str, device: torch.device, dtype=None):
     """(model, tokenizer, checksums) on `device`, checked to fit each other; transformer weights in `dtype`."""
+    from nbp.sampling import load_tokenizer
     from nbp.sampling import check_compatible, load_model
-    from tokenizer import VideoTokenizer
 
     model = load_model(model_path, device, dtype)
-    tokenizer = VideoTokenizer.load(tokenizer_path, map_location="cpu").to(device).eval()
+    tokenizer = load_tokenizer(tokenizer_path, device)
     check_compatible(model, tokenizer)
     return model, tokenizer, {"model_sha256": sha256_file(model_path), "tokenizer_sha256": sha256_file(tokenizer_path)}
 
@@ -73,13 +83,20 @@ def load_checked_generator(args, device: torch.device, condition: str, task: str
     return model, tokenizer, checksums, (frames, height)
 
 
+def cache_folder(args) -> str:
+    """`--cache`, or <out without suffix>_samples."""
+    from pathlib import Path
+
+    return args.cache or f"{Path(args.out).with_suffix('')}_samples"
+
+
 def open_shards(args, meta: dict, rank: int, world: int):
     """The resumable cache of generated videos (`--cache`, default <out>_samples), opened by rank 0."""
     from pathlib import Path
 
     from nbp.metrics.sample_shards import SampleShards
 
-    cache = args.cache or f"{Path(args.out).with_suffix('')}_samples"
+    cache = cache_folder(args)
     shards = SampleShards(cache, args.num_samples, args.shard_size, meta)
     if rank == 0:
         shards.open()

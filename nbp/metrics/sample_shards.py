@@ -39,8 +39,17 @@ class SampleShards:
     def open(self) -> None:
         """Create the cache, or check that an existing one was made with the same settings."""
         meta_path = self.root / "meta.json"
+        # Temporary files of a run killed mid-write are never part of the cache.
+        for stale in self.root.glob(".*.tmp") if self.root.is_dir() else ():
+            stale.unlink(missing_ok=True)
         if meta_path.is_file():
-            found = json.loads(meta_path.read_text())
+            try:
+                found = json.loads(meta_path.read_text())
+                if not isinstance(found, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as err:
+                raise UserError(f"sample cache {meta_path} is damaged ({err}); delete the folder {self.root} "
+                                f"(it is regenerated) or pass another --cache") from None
             differ = sorted(k for k in set(found) | set(self.meta) if found.get(k) != self.meta.get(k))
             if differ:
                 raise UserError(
