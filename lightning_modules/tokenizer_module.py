@@ -42,14 +42,33 @@ class CodeCounts(Metric):
         return self.counts
 
 
+def initial_weights(path: str, config: TokenizerConfig) -> dict[str, torch.Tensor]:
+    """Weights to fine-tune from: our tokenizer file (its config must equal `config`) or a released reference file."""
+    from nbp.official.files import read_torch_file
+    from nbp.official.hub import resolve
+    from nbp.official.tokenizer import convert_tokenizer_state
+    from tokenizer.model import check_same_config, read_tokenizer_file
+
+    local = resolve(path)
+    data = read_torch_file(local, "tokenizer file")
+    if isinstance(data, dict) and "model_state_dict" in data:
+        if config.arch != "magvit2":
+            raise UserError(f"model.init_args.init_from={path} is a reference MAGVIT-v2 file; it needs "
+                            f"model.init_args.preset: magvit2 (the preset has arch={config.arch!r})")
+        return convert_tokenizer_state(data["model_state_dict"])
+    file_config, state = read_tokenizer_file(local)
+    check_same_config(config, file_config, path)
+    return state
+
+
 class TokenizerModule(L.LightningModule):
     def __init__(self, preset: str = "synthetic", overrides: dict | None = None, loss: LossConfig | None = None,
                  lr: float = 1e-4, disc_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.9),
                  warmup_steps: int = 0, grad_clip: float | None = 1.0, export_path: str | None = None,
-                 recon_videos: int = 4):
+                 recon_videos: int = 4, init_from: str | None = None):
         """
         Args:
-            preset: TokenizerConfig preset ("synthetic", "ucf101", "k600").
+            preset: TokenizerConfig preset ("synthetic", "ucf101", "k600", "magvit2").
             overrides: TokenizerConfig fields that differ from the preset.
             loss: the training losses (LossConfig fields).
             lr: Adam learning rate of the tokenizer.
@@ -60,6 +79,8 @@ class TokenizerModule(L.LightningModule):
                 not apply to manual optimization); None: no clipping.
             export_path: where the tokenizer file is written at each validation and at the end (None: not written).
             recon_videos: validation videos written side by side with their reconstructions.
+            init_from: starts a fresh run from a tokenizer file of the same config or a released reference
+                file (magvit2_*.pt, local or hf://, with preset magvit2); a resumed run takes its checkpoint's weights.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -75,6 +96,8 @@ class TokenizerModule(L.LightningModule):
         self.loss_config = loss
         self.config = TokenizerConfig.from_preset(preset, **(overrides or {}))
         self.tokenizer = VideoTokenizer(self.config)
+        if init_from:
+            self.tokenizer.load_checked_state_dict(initial_weights(init_from, self.config), init_from)
         self.discriminator = (PatchDiscriminator3d(self.config.in_channels, loss.disc_channels, loss.disc_layers)
                               if loss.uses_discriminator else None)
         # The colour anchor's readout is part of the loss, not of the tokenizer: it is trained with

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "gpu-check": "nbp.bench.gpu_check",
     },
     "demo": "lightning_modules.demo.cli",
+    "convert": {"official": "nbp.commands.convert_official"},
 }
 
 

@@ -52,10 +52,19 @@ class NBPConfig:
     grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
     compile: bool = False  # torch.compile each transformer block
     rope_theta: float = 10000.0  # arch "modern": base of the rotary frequencies
+    # --- the layouts of the reference implementation's released models (nbp/official/) ---
+    # > 0: the class prefix is this many text tokens (rows of the embedding table) instead of one class embedding
+    class_text_len: int = 0
+    class_names: tuple[str, ...] = ()  # the classes in id order, so that users can ask for them by name
+    # hybrid only: the first video block is [v_{K-1}, K-1 placeholder tokens] instead of [v_0 .. v_{K-1}]
+    hybrid_placeholders: bool = False
+    # video id v is row v + video_offset of the embedding table and the head (a vocabulary shared with text)
+    video_offset: int = 0
 
     def __post_init__(self):
         self.grid = tuple(int(v) for v in self.grid)
         self.block = tuple(int(v) for v in self.block)
+        self.class_names = tuple(str(n) for n in self.class_names)
         self._check()
 
     def __setattr__(self, name, value):
@@ -109,10 +118,27 @@ class NBPConfig:
                 self._fail("block", f"each size must divide the generated grid {generated} (axis {axis}: {size})")
         if self.context_frames % self.block[0]:
             self._fail("block", f"bt must divide context_frames={self.context_frames}")
+        self._check_reference_layout()
         if self.first_block != "hybrid" and self.hybrid_blocks != 1:
             self._fail("hybrid_blocks", "only first_block='hybrid' takes more than 1")
         if not 1 <= self.hybrid_blocks <= self.layout.num_blocks:
             self._fail("hybrid_blocks", f"between 1 and the number of blocks ({self.layout.num_blocks})")
+
+    def _check_reference_layout(self):
+        if self.first_block == "context":
+            if self.condition != "frames" or self.arch != "reference":
+                self._fail("first_block", "'context' needs condition='frames' and arch='reference'")
+            if (self.context_frames * self.grid[1] * self.grid[2]) % self.block_len:
+                self._fail("block", "first_block='context' needs the context to be whole blocks")
+        if self.hybrid_placeholders and (self.first_block != "hybrid" or self.hybrid_blocks != 1):
+            self._fail("hybrid_placeholders", "only first_block='hybrid' with hybrid_blocks=1 has placeholders")
+        if self.class_text_len < 0 or (self.class_text_len and (self.condition != "class" or self.class_every_position)):
+            self._fail("class_text_len", "0, or the number of text tokens of a class-conditional model "
+                                         "without class_every_position")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            self._fail("class_names", f"empty or {self.num_classes} names (num_classes)")
+        if self.video_offset < 0:
+            self._fail("video_offset", "a non-negative row offset")
 
     # ------------------------------------------------------------------ derived shapes
 
@@ -144,7 +170,7 @@ class NBPConfig:
     @property
     def prefix_len(self) -> int:
         if self.condition == "class":
-            return 1
+            return self.class_text_len or 1
         if self.condition == "frames":
             return self.context_layout.num_tokens
         return 0
@@ -165,8 +191,20 @@ class NBPConfig:
 
     @property
     def seq_len(self) -> int:
-        """Training sequence length: prefix + start block + all video blocks but the last."""
-        return self.prefix_len + self.num_tokens
+        """Training sequence length: prefix + start block + all video blocks but the last
+        (in "context" mode the last prefix block is the start block)."""
+        return self.mask_spec.seq_len
+
+    @property
+    def logits_start(self) -> int:
+        """The first position whose output predicts a video token (the prefix's last block in "context" mode)."""
+        return self.prefix_len - self.block_len if self.first_block == "context" else self.prefix_len
+
+    @property
+    def embedding_rows(self) -> int:
+        """Rows of the token table: video_offset rows before the video ids (shared vocabulary), the video ids,
+        and one more: the null context token of frame-conditional models."""
+        return self.video_offset + self.vocab_size + 1
 
     @property
     def decode_steps(self) -> int:

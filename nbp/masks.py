@@ -3,7 +3,9 @@
 Rules: prefix tokens see each other; every token sees the prefix; the start
 block is bidirectional ("start_block" mode) or causal ("hybrid" mode: the
 first `hybrid_blocks` video blocks are generated token by token); video block k
-sees the start block and video blocks <= k.
+sees the start block and video blocks <= k. In "context" mode (the reference's
+frame-prediction layout) there is no start block: the prefix is itself cut into
+blocks (block-causal from position 0) and its last block plays the start block.
 
 All of these rules collapse into one number per position, its *group*: a
 query may attend to a key iff group(key) <= group(query). The prefix is
@@ -19,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-FIRST_BLOCK_MODES = ("start_block", "hybrid")
+FIRST_BLOCK_MODES = ("start_block", "hybrid", "context")
 
 
 @dataclass(frozen=True)
@@ -44,22 +46,28 @@ class MaskSpec:
             raise ValueError(f"invalid mask shape {self}")
         if self.first_block not in FIRST_BLOCK_MODES:
             raise ValueError(f"first_block={self.first_block!r}; valid: {FIRST_BLOCK_MODES}")
+        if self.first_block == "context" and (self.prefix_len < self.block_len or self.prefix_len % self.block_len):
+            raise ValueError(f"first_block='context' needs a prefix of whole blocks, got {self}")
         limit = self.num_blocks if self.first_block == "hybrid" else 1
         if not 1 <= self.hybrid_blocks <= limit:
             raise ValueError(f"hybrid_blocks={self.hybrid_blocks} must be in 1..{limit} for first_block={self.first_block!r}")
 
     @property
     def start_len(self) -> int:
-        return self.hybrid_blocks * self.block_len
+        return 0 if self.first_block == "context" else self.hybrid_blocks * self.block_len
 
     @property
     def seq_len(self) -> int:
-        return self.prefix_len + self.block_len * self.num_blocks
+        inputs = self.num_blocks - 1 if self.first_block == "context" else self.num_blocks
+        return self.prefix_len + self.block_len * inputs
 
 
 @lru_cache(maxsize=64)
 def group_ids(spec: MaskSpec, device: torch.device | str = "cpu") -> torch.Tensor:
     """(S,) long: the attention group of every position (see the module docstring)."""
+    if spec.first_block == "context":
+        groups = torch.arange(spec.seq_len, device="cpu") // spec.block_len
+        return groups.to(device)
     prefix = torch.zeros(spec.prefix_len, dtype=torch.long, device="cpu")
     if spec.first_block == "hybrid":
         start = 1 + torch.arange(spec.start_len, device="cpu")

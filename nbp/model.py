@@ -11,8 +11,13 @@ single forward pass at sampling time yields a whole block.
   K is the block length (the paper) or hybrid_blocks whole blocks; the video blocks
   then start at the last block the start block generated.
 
-In both modes the training sequence has prefix_len + N positions and
-`forward(video)[:, i]` predicts `video[:, i]`.
+- context mode (the reference's frame prediction): no start block; the context
+  prefix is block-causal and its last block predicts video block 0.
+
+In every mode `forward(video)[:, i]` predicts `video[:, i]`. The released reference
+models also need a text prefix (class_text_len), placeholders in the first video
+block (hybrid_placeholders) and a vocabulary shared with text (video_offset);
+see nbp/official/ and NBPConfig.
 """
 
 from __future__ import annotations
@@ -131,14 +136,20 @@ class NBPTransformer(nn.Module):
         self.mask_spec = cfg.mask_spec
 
         # one extra token row: the null context token of frame-conditional models (never predicted)
-        self.tok_emb = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)
-        if cfg.condition == "class":
+        self.tok_emb = nn.Embedding(cfg.embedding_rows, cfg.n_embd)
+        if cfg.class_text_len:
+            # each class is a fixed sequence of text-token rows of tok_emb; the null class has its own
+            self.register_buffer("class_text", torch.zeros(cfg.num_classes, cfg.class_text_len, dtype=torch.long))
+            self.null_text_emb = nn.Parameter(torch.zeros(cfg.class_text_len, cfg.n_embd))
+        elif cfg.condition == "class":
             # the last row is the learned null class, trained by condition dropout (for guidance)
             self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.n_embd)
         if cfg.first_block == "start_block":
             self.start_emb = nn.Parameter(torch.zeros(self.block_len, cfg.n_embd))
-        else:
+        elif cfg.first_block == "hybrid":
             self.bos_emb = nn.Parameter(torch.zeros(1, cfg.n_embd))
+        if cfg.hybrid_placeholders:
+            self.placeholder_emb = nn.Parameter(torch.zeros(self.block_len - 1, cfg.n_embd))
         # Position tables are computed, never saved: built on the CPU even when the model is
         # built on the meta device to receive its weights (see nbp.model_file.build_model).
         with torch.device("cpu"):
@@ -154,7 +165,7 @@ class NBPTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg)
-        self.head = None if cfg.tie_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head = None if cfg.tie_head else nn.Linear(cfg.n_embd, cfg.video_offset + cfg.vocab_size, bias=False)
 
         bounds = group_boundaries(self.mask_spec)
         self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
@@ -167,7 +178,7 @@ class NBPTransformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-        for name in ("start_emb", "bos_emb", "pos_emb"):
+        for name in ("start_emb", "bos_emb", "pos_emb", "placeholder_emb", "null_text_emb"):
             if hasattr(self, name):
                 nn.init.normal_(getattr(self, name), std=0.02)
         if cfg.compile:
@@ -186,8 +197,8 @@ class NBPTransformer(nn.Module):
     # ------------------------------------------------------------------ position tables (built once)
 
     def _segment_ids(self) -> torch.Tensor:
-        K, P, N = self.start_len, self.prefix_len, self.num_tokens
-        return torch.tensor([PREFIX] * P + [START] * K + [VIDEO] * (N - K), dtype=torch.long, device="cpu")
+        K, P = self.start_len, self.prefix_len
+        return torch.tensor([PREFIX] * P + [START] * K + [VIDEO] * (self.seq_len - P - K), dtype=torch.long, device="cpu")
 
     def _rope_coords(self) -> torch.Tensor:
         """(S, 3) (t, h, w) of every position for the rotary embedding.
@@ -261,14 +272,32 @@ class NBPTransformer(nn.Module):
             what = "class ids (B,) long" if kind == "class" else f"context tokens (B, {self.prefix_len}) long"
             raise UserError(f"condition={kind!r} needs {what}; got {got}")
 
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embed video ids (and the null context id vocab_size)."""
+        return self.tok_emb(ids + self.config.video_offset if self.config.video_offset else ids)
+
+    def _with_placeholders(self, block_inputs: torch.Tensor) -> torch.Tensor:
+        """hybrid_placeholders: the first video input block [v_0 .. v_{K-1}] becomes [v_{K-1}, placeholders]."""
+        B, L = block_inputs.shape[0], self.block_len
+        first = torch.cat([block_inputs[:, L - 1:L], self.placeholder_emb.expand(B, -1, -1).to(block_inputs.dtype)], 1)
+        return torch.cat([first, block_inputs[:, L:]], dim=1)
+
+    def _embed_class_text(self, cond) -> torch.Tensor:
+        n = self.config.num_classes
+        null = (cond < 0) | (cond >= n)
+        text = self.tok_emb(self.class_text[cond.clamp(0, n - 1)])
+        return torch.where(null[:, None, None], self.null_text_emb.to(text.dtype), text)
+
     def _embed_prefix(self, cond) -> torch.Tensor | None:
         kind = self.config.condition
+        if self.config.class_text_len:
+            return self._embed_class_text(cond)
         if kind == "class":
             # -1 means "no label": the null class
             cond = torch.where(cond < 0, self.config.num_classes, cond)
             return self.class_emb(cond)[:, None]
         if kind == "frames":
-            return self.tok_emb(cond)
+            return self._embed(cond)
         return None
 
     def _add_class(self, x: torch.Tensor, class_vector: torch.Tensor | None) -> torch.Tensor:
@@ -284,6 +313,17 @@ class NBPTransformer(nn.Module):
 
     def forward(self, video: torch.Tensor, cond=None) -> torch.Tensor:
         """video (B, N) long in sequence order -> logits (B, N, V); logits[:, i] predicts video[:, i]."""
+        return self._logits(self._trunk(video, cond)[:, self.config.logits_start:])
+
+    @torch.no_grad()
+    def all_logits(self, video: torch.Tensor, cond=None) -> torch.Tensor:
+        """Logits over every row of the head (the whole shared vocabulary) at every position of the
+        training sequence, prefix included: what the reference model computes, for comparisons."""
+        x = self.norm_f(self._trunk(video, cond))
+        return self.head(x) if self.head is not None else F.linear(x, self.tok_emb.weight[:-1])
+
+    def _trunk(self, video: torch.Tensor, cond=None) -> torch.Tensor:
+        """The training sequence through the transformer blocks: (B, seq_len, C) before the final norm."""
         B, N, L, K = video.shape[0], self.num_tokens, self.block_len, self.start_len
         if video.ndim != 2 or video.shape[1] != N:
             raise UserError(f"expected video tokens (B, {N}) in block-major order, got {tuple(video.shape)}")
@@ -293,11 +333,13 @@ class NBPTransformer(nn.Module):
 
         prefix = self._embed_prefix(cond)
         parts = [prefix]
-        if self.config.first_block == "start_block":
+        first_block = self.config.first_block
+        if first_block == "start_block":
             parts.append(self.start_emb.expand(B, -1, -1))
-        else:
-            parts += [self.bos_emb.expand(B, -1, -1), self.tok_emb(video[:, : K - 1])]
-        parts.append(self.tok_emb(video[:, K - L : N - L]))
+        elif first_block == "hybrid":
+            parts += [self.bos_emb.expand(B, -1, -1), self._embed(video[:, : K - 1])]
+        block_inputs = self._embed(video[:, (K - L if first_block == "hybrid" else 0) : N - L])
+        parts.append(self._with_placeholders(block_inputs) if self.config.hybrid_placeholders else block_inputs)
         x = torch.cat([p for p in parts if p is not None], dim=1)
         x, rope = self._positions(x, slice(0, self.seq_len))
         x = self.drop(self._add_class(x, prefix))
@@ -311,13 +353,15 @@ class NBPTransformer(nn.Module):
                 x = checkpoint(block, x, mask, backend, rope, use_reentrant=False)
             else:
                 x = block(x, mask, backend, rope)
-        return self._logits(x[:, self.prefix_len:])
+        return x
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits over the video ids only (the rows of a shared vocabulary past video_offset)."""
         x = self.norm_f(x)
+        start, end = self.config.video_offset, self.config.video_offset + self.config.vocab_size
         if self.head is None:
-            return F.linear(x, self.tok_emb.weight[: self.config.vocab_size])
-        return self.head(x)
+            return F.linear(x, self.tok_emb.weight[start:end])
+        return self.head(x) if start == 0 else F.linear(x, self.head.weight[start:end])
 
     def loss(self, video: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over the generated tokens; returns (loss, logits)."""
@@ -373,7 +417,7 @@ class NBPTransformer(nn.Module):
         shapes and the same graph, whatever the position."""
         n = tokens.shape[1]
         index = cache.step_index(n)
-        x, rope = self._positions(self.tok_emb(tokens), index)
+        x, rope = self._positions(self._embed(tokens), index)
         x = self._add_class(x, cache.condition)
         mask = cache.valid_keys(n)
         for layer, block in enumerate(self.blocks):
@@ -408,7 +452,7 @@ class NBPTransformer(nn.Module):
         parts = [prefix]
         if self.config.first_block == "start_block":
             parts.append(self.start_emb.expand(B, -1, -1))
-        else:
+        elif self.config.first_block == "hybrid":
             parts.append(self.bos_emb.expand(B, -1, -1))
         x = torch.cat([p for p in parts if p is not None], dim=1)
         n = x.shape[1]
@@ -417,7 +461,7 @@ class NBPTransformer(nn.Module):
         cache.check_room(n)
         x = self._run_cached(x, cache, mask)
         cache.advance(n)
-        return self._logits(x[:, self.prefix_len:])
+        return self._logits(x[:, self.config.logits_start:])
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache, compiled: bool = False) -> torch.Tensor:
@@ -434,10 +478,12 @@ class NBPTransformer(nn.Module):
                 f"step of {n} token(s) at position {start} does not cover exactly one block "
                 f"(expected {None if end is None else end - start}); call prefill first and feed one block at a time"
             )
-        if compiled:
+        placeholder_block = self.config.hybrid_placeholders and start == self.prefix_len + self.start_len
+        if compiled and not placeholder_block:
             logits = (self._compiled_step or self.compile_step())(tokens, cache)
         else:
-            logits = self._logits(self._run_cached(self.tok_emb(tokens), cache, mask=None))
+            x = self._embed(tokens)
+            logits = self._logits(self._run_cached(self._with_placeholders(x) if placeholder_block else x, cache, None))
         cache.advance(n)
         return logits
 

@@ -50,11 +50,21 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
         raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer ({type(err).__name__}"
                         f"{': ' + detail if detail else ''}); pass a file written by VideoTokenizer.save") from None
     return tok.to(device).eval()
+def class_ids(config, names) -> list[int]:
+    """Class names -> ids, for models that know their class names (NBPConfig.class_names)."""
+    if not config.class_names:
+        raise UserError("this model does not know its class names; pass class ids instead")
+    unknown = [n for n in names if n not in config.class_names]
+    if unknown:
+        raise UserError(f"unknown class name {unknown[0]!r}; valid: {', '.join(config.class_names)}")
+    return [config.class_names.index(n) for n in names]
 
 
 def _class_condition(config, cond, num, device) -> torch.Tensor:
     if cond is None:
         raise UserError(f"this model is class-conditional ({config.num_classes} classes); pass cond=class ids")
+    if isinstance(cond, str) or (isinstance(cond, (list, tuple)) and cond and isinstance(cond[0], str)):
+        cond = class_ids(config, [cond] if isinstance(cond, str) else list(cond))
     ids = torch.as_tensor(cond, dtype=torch.long).reshape(-1)
     if ids.numel() == 1 and num:
         ids = ids.expand(num)
@@ -188,7 +198,8 @@ def generate(
 ) -> torch.Tensor:
     """Generate videos: uint8 (B, 3, T, H, W), or the token grid (B, T', H', W') without a tokenizer.
 
-    cond: class ids (int, list or (B,) tensor) for a class-conditional model; a context
+    cond: class ids (int, list or (B,) tensor), or class names when the model knows them
+    (NBPConfig.class_names, e.g. a converted UCF-101 model), for a class-conditional model; a context
     video (B, 3, T, H, W, uint8 or float [0, 1]) or its tokens for a frames-conditioned
     model (the output then starts with the reconstructed context); None for an
     unconditional model, with `num` samples. cfg_scale 1 = no guidance. compile: run the

@@ -71,6 +71,23 @@ class SamplingControls:
         return 1.0 + (self.cfg_scale - 1.0) * step / (num_steps - 1)
 
 
+# Named settings. "released": what the reference implementation's evaluation scripts use for
+# the published FVDs (top-k 16000, then top-p 0.9, temperature 1, no guidance).
+PRESETS: dict[str, dict] = {
+    "released": dict(temperature=1.0, top_k=16000, top_p=0.9, cfg_scale=1.0),
+}
+
+
+def apply_preset(name: str | None, **given) -> dict:
+    """The preset's settings with the ones given explicitly (not None) on top."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if name is None:
+        return given
+    if name not in PRESETS:
+        raise UserError(f"--sampling {name!r} is unknown; valid: {', '.join(PRESETS)}")
+    return {**PRESETS[name], **given}
+
+
 def guide(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance, uncond + scale * (cond - uncond).
 

@@ -14,6 +14,9 @@ from typing import Any
 from tokenizer.errors import UserError
 
 QUANTIZERS = ("fsq", "lfq", "vq")
+# "nbp": this project's encoder/decoder; "magvit2": the reference implementation's network,
+# layer by layer, with its old FSQ bound (tokenizer/magvit2.py), so its released weights load.
+ARCHS = ("nbp", "magvit2")
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -59,6 +62,7 @@ class TokenizerConfig:
     lfq_bits: int = 16  # LFQ codebook = 2 ** lfq_bits, latent dim = lfq_bits
     vq_codebook_size: int = 8192  # VQ: number of codes
     vq_dim: int = 8  # VQ: latent dim of each code
+    arch: str = "nbp"  # "nbp": this project's encoder/decoder; "magvit2": the reference network, for its released weights
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -96,8 +100,20 @@ class TokenizerConfig:
             raise UserError(f"TokenizerConfig.quantizer={self.quantizer!r} is invalid; valid: {', '.join(QUANTIZERS)}")
         if not self.fsq_levels or any(level < 2 for level in self.fsq_levels):
             raise UserError(f"TokenizerConfig.fsq_levels={list(self.fsq_levels)} is invalid; every level must be >= 2")
+        if self.arch not in ARCHS:
+            raise UserError(f"TokenizerConfig.arch={self.arch!r} is invalid; valid: {', '.join(ARCHS)}")
+        if self.arch == "magvit2":
+            self._check_magvit2()
         if self.lfq_bits > 20:
             raise UserError(f"TokenizerConfig.lfq_bits={self.lfq_bits} is too large; use at most 20 (1M codes)")
+
+    def _check_magvit2(self) -> None:
+        """The reference network has none of this project's options; refuse them instead of ignoring them."""
+        fixed = dict(patch_size=1, tanh_output=False, per_frame_convs=False, decoder_time_kernel=3, quantizer="fsq")
+        for name, value in fixed.items():
+            if getattr(self, name) != value:
+                raise UserError(f"TokenizerConfig.{name}={getattr(self, name)!r} is invalid with arch='magvit2'; "
+                                f"the reference network needs {value!r}")
 
     # ----- derived quantities -----
     @property
@@ -170,4 +186,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
     "k600": dict(base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=2, norm_groups=32,
                  temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
+    # The reference implementation's MAGVIT-v2 (370M parameters), the network of the released
+    # magvit2_ucf.pt / magvit2_k600.pt: four residual units per stage, 128-256-256-512 wide.
+    "magvit2": dict(arch="magvit2", base_channels=128, channel_mults=(1, 2, 2, 4), num_res_blocks=4, norm_groups=32,
+                    temporal_downsample=4, spatial_downsample=8, quantizer="fsq", fsq_levels=(8, 8, 8, 5, 5, 5)),
 }

@@ -19,6 +19,7 @@ from tokenizer.files import torch_save_atomic
 from tokenizer.config import TokenizerConfig
 from tokenizer.decoder import Decoder
 from tokenizer.encoder import Encoder
+from tokenizer.magvit2 import Magvit2Decoder, Magvit2Encoder
 from tokenizer.quantizer import Quantized, Quantizer
 
 FILE_FORMAT = "nbp-video-tokenizer"
@@ -35,9 +36,10 @@ class VideoTokenizer(nn.Module):
     def __init__(self, config: TokenizerConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        magvit2 = config.arch == "magvit2"
+        self.encoder = Magvit2Encoder(config) if magvit2 else Encoder(config)
         self.quantizer = Quantizer(config)
-        self.decoder = Decoder(config)
+        self.decoder = Magvit2Decoder(config) if magvit2 else Decoder(config)
 
     # ----- shapes -----
     @property
@@ -89,12 +91,12 @@ class VideoTokenizer(nn.Module):
             return contextlib.nullcontext()
         dtype = precision.resolve_dtype(dtype, device)
         precision.enable_tf32(device, dtype)
-        if self.decoder.conv_in.conv.weight.dtype != torch.float32:
+        if self.decoder.last_layer_weight.dtype != torch.float32:
             return precision.autocast(device, torch.float32)  # weights already cast: run as they are
         return precision.autocast(device, dtype)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes.to(self.decoder.conv_in.conv.weight.dtype))
+        return self.decoder(codes.to(self.decoder.last_layer_weight.dtype))
 
     def decode(self, ids: torch.Tensor, dtype=None) -> torch.Tensor:
         """int ids (B, T', H', W') -> float [-1, 1] video (B, 3, T, H, W), float32.

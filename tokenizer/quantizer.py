@@ -14,6 +14,7 @@ from torch import nn
 from vector_quantize_pytorch import FSQ, LFQ, VectorQuantize
 
 from tokenizer.config import TokenizerConfig
+from tokenizer.fsq_reference import ReferenceFSQ
 
 
 @dataclass
@@ -29,7 +30,9 @@ class Quantizer(nn.Module):
         self.kind = config.quantizer
         self.vocab_size = config.vocab_size
         dim = config.latent_dim
-        if self.kind == "fsq":
+        if self.kind == "fsq" and config.arch == "magvit2":
+            self.impl = ReferenceFSQ(config.fsq_levels)
+        elif self.kind == "fsq":
             # vector-quantize-pytorch takes levels of 2 (binary dimensions) only with its symmetric bound.
             self.impl = FSQ(levels=list(config.fsq_levels), dim=dim, preserve_symmetry=2 in config.fsq_levels)
         elif self.kind == "lfq":

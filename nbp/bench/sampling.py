@@ -3,6 +3,10 @@
 Random weights (speed does not depend on them), the paper's UCF-101 layout:
 17x128x128 -> 5x16x16 = 1280 tokens, rows of 16 with a hybrid first block
 (95 model calls), against the same model with block (1, 1, 1) (1280 calls).
+The official-* presets are the released models' exact layouts (nbp/official/):
+official-ucf-* with its text prefix, placeholders and 96016-row shared vocabulary,
+official-k600-* predicting 3 latent frames from 2 (48 calls); --size tiny keeps
+the layout with the tiny widths, for a CPU.
 Prints one JSON object on stdout.
 """
 
@@ -27,12 +31,18 @@ from nbp.sampling_controls import SamplingControls, draw
 
 GRID, ROW, FRAMES, RESOLUTION = (5, 16, 16), (1, 1, 16), 17, 128
 VOCAB, CLASSES = 64000, 101
+# the released models: (layout, size); the UCF-101 one shares its vocabulary with 32000 LLaMA text ids
+OFFICIAL = {f"official-{task}-{size}": (task, size) for task in ("ucf", "k600") for size in ("base", "3b")}
+UCF_TEXT_TOKENS, UCF_VIDEO_OFFSET = 8, 32000 + ROW[2]
 
 
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, exit_on_error=False, description="Measure block-parallel sampling speed (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--preset", type=str, default="tiny", help=f"transformer size: {', '.join(PRESETS)}")
+    parser.add_argument("--preset", type=str, default="tiny",
+                        help=f"transformer size ({', '.join(PRESETS)}) or a released model ({', '.join(OFFICIAL)})")
+    parser.add_argument("--size", type=str, default=None,
+                        help="official-* presets only: another size for the same layout (e.g. tiny on a CPU)")
     add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default=None,
                         help=f"{' | '.join(precision.DTYPES)} (default: bfloat16 on CUDA, float32 on CPU)")
@@ -54,15 +64,36 @@ def build_parser(prog: str) -> ArgumentParser:
     return parser
 
 
-def make_config(preset: str, block, vocab_size: int = VOCAB) -> NBPConfig:
-    """The paper's UCF-101 setting: class-conditional, hybrid first block."""
+def make_config(preset: str, block, vocab_size: int = VOCAB, size: str | None = None) -> NBPConfig:
+    """The paper's UCF-101 setting (class-conditional, hybrid first block), or a released model's layout."""
+    if preset in OFFICIAL:
+        return official_config(*OFFICIAL[preset], block, vocab_size, size)
     return NBPConfig.from_preset(preset, vocab_size=vocab_size, grid=GRID, block=block, first_block="hybrid",
                                  condition="class", num_classes=CLASSES, dropout=0.0)
 
 
-def make_model(preset: str, block, device, dtype, vocab_size: int = VOCAB) -> NBPTransformer:
-    model = NBPTransformer(make_config(preset, block, vocab_size)).to(device=device).eval()
+def official_config(task: str, size: str, block, vocab_size: int, size_override: str | None) -> NBPConfig:
+    size = size_override or size
+    if task == "k600":
+        return NBPConfig.from_preset(size, vocab_size=vocab_size, grid=GRID, block=block, condition="frames",
+                                     context_frames=2, first_block="context", dropout=0.0)
+    # the NTP twin (block 1) has no placeholders to add: its first block is one token
+    return NBPConfig.from_preset(size, vocab_size=vocab_size, grid=GRID, block=block, first_block="hybrid",
+                                 condition="class", num_classes=CLASSES, class_text_len=UCF_TEXT_TOKENS,
+                                 hybrid_placeholders=block != (1, 1, 1), video_offset=UCF_VIDEO_OFFSET, dropout=0.0)
+
+
+def make_model(preset: str, block, device, dtype, vocab_size: int = VOCAB, size: str | None = None) -> NBPTransformer:
+    model = NBPTransformer(make_config(preset, block, vocab_size, size)).to(device=device).eval()
     return precision.cast_weights(model, dtype)
+
+
+def bench_condition(config: NBPConfig, batch: int, device) -> torch.Tensor:
+    """Class ids, or random context tokens for a frame-prediction model."""
+    if config.condition == "frames":
+        gen = torch.Generator().manual_seed(0)
+        return torch.randint(config.vocab_size, (batch, config.prefix_len), generator=gen).to(device)
+    return torch.arange(batch, device=device) % config.num_classes
 
 
 def _progress(what: str, result: dict) -> None:
@@ -73,7 +104,7 @@ def _progress(what: str, result: dict) -> None:
 def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "cache") -> dict:
     """One warm-up pass of a few steps is not enough for compile; so warm up with a full run when compiling."""
     device = next(model.parameters()).device
-    cond = torch.arange(batch, device=device) % CLASSES
+    cond = bench_condition(model.config, batch, device)
     generator = torch.Generator(device=device).manual_seed(0)
     if compile:
         sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
@@ -111,7 +142,7 @@ def split_call(model, batch: int, controls, compile: bool) -> dict:
     device = next(model.parameters()).device
     cache = model.setup_cache(batch)
     rows, block, first = cache.batch_size, model.block_len, model.config.token_by_token
-    cond = pad_rows(torch.arange(batch, device=device) % CLASSES, rows)
+    cond = pad_rows(bench_condition(model.config, batch, device), rows)
     tokens = torch.zeros(rows, block, dtype=torch.long, device=device)
 
     def all_block_steps():
@@ -132,10 +163,10 @@ def split_call(model, batch: int, controls, compile: bool) -> dict:
             "sampling_s": round(draw_s, 6), "call_s": round(step_s + draw_s, 6)}
 
 
-def time_decode(grid: torch.Tensor, device, dtype) -> float:
+def time_decode(grid: torch.Tensor, device, dtype, preset: str = "ucf101") -> float:
     from tokenizer import TokenizerConfig, VideoTokenizer
 
-    tokenizer = VideoTokenizer(TokenizerConfig.from_preset("ucf101")).to(device=device).eval()
+    tokenizer = VideoTokenizer(TokenizerConfig.from_preset(preset)).to(device=device).eval()
     grid = grid.clamp_max(tokenizer.vocab_size - 1)
     with torch.no_grad():
         tokenizer.decode(grid[:1], dtype=dtype)  # warm-up (allocations, kernel selection)
@@ -148,8 +179,10 @@ def time_decode(grid: torch.Tensor, device, dtype) -> float:
 
 def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.preset not in PRESETS:
-        raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join(PRESETS)}")
+    if args.preset not in PRESETS and args.preset not in OFFICIAL:
+        raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join([*PRESETS, *OFFICIAL])}")
+    if args.size is not None and (args.preset not in OFFICIAL or args.size not in PRESETS):
+        raise UserError(f"--size {args.size!r} needs an official-* preset and one of {', '.join(PRESETS)}")
     device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
@@ -162,8 +195,8 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)
     batch = args.batch_size
 
-    nbp_model = make_model(args.preset, ROW, device, dtype, args.vocab_size)
-    sample_sequence(nbp_model, torch.zeros(batch, dtype=torch.long, device=device), batch, controls)  # warm-up
+    nbp_model = make_model(args.preset, ROW, device, dtype, args.vocab_size, args.size)
+    sample_sequence(nbp_model, bench_condition(nbp_model.config, batch, device), batch, controls)  # warm-up
     nbp = time_sampling(nbp_model, batch, controls, args.compile)
     _progress("nbp", nbp)
     grid = nbp.pop("_grid")
@@ -172,6 +205,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "preset": args.preset,
+        "size": args.size,
         "params": nbp_model.num_params(),
         "vocab_size": args.vocab_size,
         "dtype": precision.dtype_name(dtype),
@@ -179,10 +213,10 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         "compile": args.compile,
         "sampling": {"top_k": args.top_k, "top_p": args.top_p, "temperature": 1.0},
         "layout": {"frames": FRAMES, "resolution": RESOLUTION, "grid": list(GRID), "tokens": nbp_model.num_tokens},
-        "nbp": {"block": list(ROW), "first_block": "hybrid", **nbp},
+        "nbp": {"block": list(ROW), "first_block": nbp_model.config.first_block, **nbp},
     }
     if args.ntp:
-        ntp_model = make_model(args.preset, (1, 1, 1), device, dtype, args.vocab_size)
+        ntp_model = make_model(args.preset, (1, 1, 1), device, dtype, args.vocab_size, args.size)
         ntp = time_sampling(ntp_model, batch, controls, args.compile)
         ntp.pop("_grid")
         _progress("ntp", ntp)
@@ -205,7 +239,8 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
             "speedup": round(recompute["seconds"] / nbp["seconds"], 2),
         }
     if args.decode:
-        decode_s = time_decode(grid, device, dtype)
+        # the released models decode with the reference MAGVIT-v2 (370M parameters)
+        decode_s = time_decode(grid, device, dtype, "magvit2" if args.preset in OFFICIAL else "ucf101")
         report["decode_seconds"] = round(decode_s, 4)
         report["nbp"]["frames_per_s_with_decode"] = round(batch * FRAMES / (nbp["seconds"] + decode_s), 3)
         if "ntp" in report:

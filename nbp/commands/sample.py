@@ -25,7 +25,7 @@ from nbp.files import check_output_folder, sha256_file, write_json_atomic
 from nbp.progress import progress
 from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
                           pixel_shape, tokens_to_video)
-from nbp.sampling_controls import SamplingControls
+from nbp.sampling_controls import SamplingControls, apply_preset
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -46,7 +46,9 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--cfg-ramp", type=bool, default=False, help="raise the scale linearly from 1 over the steps")
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 1)")
+    parser.add_argument("--sampling", type=str, default=None,
+                        help="named settings: 'released' = the reference evaluation's top-k 16000, top-p 0.9")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
     add_device_argument(parser)
@@ -57,6 +59,8 @@ def build_parser(prog: str) -> ArgumentParser:
 
 
 def class_names_for(config, class_index: str | None) -> list[str] | None:
+    if config.class_names and not class_index:  # a model that knows its classes (a converted UCF-101 one)
+        return list(config.class_names)
     if class_index:
         if not Path(class_index).is_file():
             raise UserError(f"--class-index {class_index} does not exist; pass a classInd.txt")
@@ -150,8 +154,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     if args.classes is not None and args.class_names:
         raise UserError("--classes and --class-names both given; pick classes one way")
     device = pick_device(args.device)
-    controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                cfg_scale=args.cfg, cfg_ramp=args.cfg_ramp)
+    chosen = apply_preset(args.sampling, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    controls = SamplingControls(**{"temperature": 1.0, **chosen, "cfg_scale": args.cfg, "cfg_ramp": args.cfg_ramp})
     dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
     check_output_folder(args.out)
     model = load_model(args.model, device, dtype)

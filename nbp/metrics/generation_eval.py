@@ -18,7 +18,9 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--batch_size", "--batch-size", type=int, default=16, help="videos generated per forward pass")
     parser.add_argument("--shard_size", "--shard-size", type=int, default=256, help="videos per cached shard")
     parser.add_argument("--cache", type=str, default=None, help="folder for generated shards (default: <out>_samples)")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=None, help="default 1")
+    parser.add_argument("--sampling", type=str, default=None,
+                        help="named settings: 'released' = the reference evaluation's top-k 16000, top-p 0.9, no guidance")
     parser.add_argument("--top_k", "--top-k", type=int, default=None)
     parser.add_argument("--top_p", "--top-p", type=float, default=None)
     parser.add_argument("--cfg_scale", "--cfg-scale", type=float, default=1.0, help="1 = no classifier-free guidance")
@@ -44,7 +46,9 @@ def check_generation_args(args) -> None:
     from nbp.files import check_output_file, check_output_folder
     from nbp.sampling_controls import SamplingControls
 
-    SamplingControls(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg_scale)
+    # an unknown --sampling preset or an invalid setting fails here, before any loading
+    settings = sampling_settings(args)
+    SamplingControls(**{k: settings[k] for k in ("temperature", "top_k", "top_p", "cfg_scale")})
     check_output_file(args.out)
     check_output_folder(cache_folder(args), "--cache")
 
@@ -124,8 +128,11 @@ def run_fields(args, checksums: dict, shards, cache: str, generated_now: int, wo
 
 def sampling_settings(args) -> dict:
     """Keyword arguments of `generate` (dtype None: the device default, as at loading)."""
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "cfg_scale": args.cfg_scale,
-            "dtype": getattr(args, "dtype", None)}
+    from nbp.sampling_controls import apply_preset
+
+    given = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    settings = {"temperature": 1.0, **apply_preset(args.sampling, **given)}
+    return {**settings, "cfg_scale": args.cfg_scale, "dtype": getattr(args, "dtype", None)}
 
 
 def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Generator:
