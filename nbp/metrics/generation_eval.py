@@ -48,15 +48,14 @@ def check_generation_args(args) -> None:
 
     # an unknown --sampling preset or an invalid setting fails here, before any loading
     settings = sampling_settings(args)
-    SamplingControls(**{k: settings[k] for k in ("temperature", "top_k", "top_p", "cfg_scale")})
+    SamplingControls(**{k: v for k, v in settings.items() if k != "dtype"})
     check_output_file(args.out)
     check_output_folder(cache_folder(args), "--cache")
 
 
 def load_generator(model_path: str, tokenizer_path: str, device: torch.device, dtype=None):
     """(model, tokenizer, checksums) on `device`, checked to fit each other; transformer weights in `dtype`."""
-    from nbp.sampling import load_tokenizer
-    from nbp.sampling import check_compatible, load_model
+    from nbp.sampling import check_compatible, load_model, load_tokenizer
 
     model = load_model(model_path, device, dtype)
     tokenizer = load_tokenizer(tokenizer_path, device)
