@@ -38,7 +38,10 @@ def _loss_of(outputs: Any) -> torch.Tensor | None:
 
 
 class NonFiniteLossGuard(Callback):
-    """Stop the run with one clear message when the training loss is NaN or Inf on any rank."""
+    """Stop the run with one clear message when the training loss is NaN or Inf on any rank.
+
+    check_every_n_steps: steps between checks (each check waits for the loss of the step).
+    """
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
         if check_every_n_steps < 1:
@@ -97,6 +100,9 @@ def _first_tensor_rows(batch: Any) -> int | None:
 class ThroughputMonitor(Callback):
     """Log `perf/samples_per_s`, `perf/tokens_per_s` (job-wide) and `perf/peak_mem_gib` (this rank).
 
+    window: training steps the speeds are averaged over.
+    log_every_n_steps: steps between logged values.
+    skip_first_steps: steps left out at the start (warm-up, compilation).
     tokens_per_sample: tokens one training sample contributes; when None, the LightningModule's
     `tokens_per_sample` attribute is used if it has one, else only samples/s is logged.
     summary_json: if set, rank 0 writes the final numbers there when training ends.

@@ -89,6 +89,18 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     Arguments are those of `ModelCheckpoint`; the defaults differ: every 1000 steps, keep the 2 most
     recent periodic files plus `last.ckpt`, one stable folder `<default_root_dir>/checkpoints`.
+
+    dirpath: checkpoint folder (None: `<trainer.default_root_dir>/checkpoints`).
+    filename: name pattern of the periodic files ("{step}" gives step=1000.ckpt).
+    every_n_train_steps: optimizer steps between periodic checkpoints (0 or None: none).
+    every_n_epochs: epochs between periodic checkpoints (None: not by epoch).
+    save_top_k: periodic files kept (the best by monitor; -1 keeps all).
+    monitor: logged value that ranks the files ("step": the newest are the best).
+    mode: "max" or "min": which end of monitor is best.
+    save_last: keep `last.ckpt` current, the file `--ckpt_path last` resumes from.
+    save_weights_only: leave out optimizer and loop state (such files cannot resume a run).
+    auto_insert_metric_name: write "step=1000" rather than "1000" into the file name.
+    enable_version_counter: False replaces a file of the same name in place.
     """
 
     def __init__(

@@ -133,6 +133,9 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     # Lightning's own pytree helper calls a torch API that newer torch deprecates (printed once per run).
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # NBPModule checks the labels while the batch is still on the CPU (on_before_batch_transfer); our data
+    # modules define no such hook, so there is nothing for Lightning to choose between.
+    warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 
 class ReleaseHeldLogs(L.Callback):

@@ -19,6 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class StopOnInterrupt(Callback):
+    """Ctrl-C finishes the current step, writes last.ckpt and exits 130; a second Ctrl-C stops at once.
+
+    enabled: False leaves Ctrl-C to Lightning's default handling.
+    """
+
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.requested = False

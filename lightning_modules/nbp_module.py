@@ -22,14 +22,13 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import announce_kernel, build_adamw, build_warmup_cosine
+from nbp.optim import announce_kernel, build_adamw, build_warmup_cosine
 from nbp.config import NBPConfig
 from nbp.errors import UserError
-from nbp.model_file import build_model, config_from_file, load_model_file, save_model_file
-from nbp.model import NBPTransformer
+from nbp.model_file import load_model_file, save_model_file
+from nbp.model import NBPTransformer, token_cross_entropy
 
 FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
 # NBPConfig fields that only change how a model trains or runs, not what its weights mean.
@@ -50,9 +49,12 @@ class NBPModule(L.LightningModule):
         Args:
             preset: NBPConfig preset ("tiny", "base", "xl", "3b").
             overrides: NBPConfig fields that differ from the preset (block, first_block, condition, ...).
-            lr, weight_decay, betas: AdamW; decay applies to Linear weights only.
+            lr: AdamW peak learning rate (reached after warmup_steps).
+            weight_decay: AdamW weight decay; it applies to the weights of Linear layers only.
+            betas: AdamW betas.
             warmup_steps: linear warmup from 0 to lr; then cosine to lr * min_lr_ratio at total_steps.
             total_steps: length of the cosine; defaults to the Trainer's max_steps / estimated steps.
+            min_lr_ratio: the learning rate at the end of the cosine, as a fraction of lr.
             export_name: file written next to the checkpoints at the end of fit (None: no export).
         """
         super().__init__()
@@ -138,22 +140,24 @@ class NBPModule(L.LightningModule):
             context = cfg.context_layout.grid_to_seq(tokens[:, : cfg.context_frames])
             return cfg.layout.grid_to_seq(tokens[:, cfg.context_frames:]), context
         video = cfg.layout.grid_to_seq(tokens)
-        if cfg.condition == "class":
-            labels = batch["label"]
-            if (labels < 0).any():
+        return video, (batch["label"] if cfg.condition == "class" else None)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Checked while the labels are still on the CPU: on a GPU the same check would wait for the
+        # device at every step.
+        if self.nbp_config is not None and self.nbp_config.condition == "class" and "label" in batch:
+            if (batch["label"] < 0).any():
                 raise UserError("a class-conditional model got unlabelled videos (label -1); "
                                 "use condition 'none' or a labelled dataset")
-            return video, labels
-        return video, None
+        return batch
 
     def _loss_and_metrics(self, batch: dict, with_accuracy: bool = True
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         """Loss, top-1/top-5 accuracy (skipped when not wanted: the top-k costs ~5 % of a small CPU step)."""
         video, cond = self.split_batch(batch)
         logits = self.model(video, cond)
-        flat_logits = logits.reshape(-1, logits.shape[-1]).float()
-        targets = video.reshape(-1)
-        loss = F.cross_entropy(flat_logits, targets)
+        loss = token_cross_entropy(logits, video)
+        flat_logits, targets = logits.reshape(-1, logits.shape[-1]), video.reshape(-1)
         if not with_accuracy:
             return loss, {}, targets.numel()
         with torch.no_grad():
@@ -214,7 +218,7 @@ class NBPModule(L.LightningModule):
         """Per video: bits per generated token under the model (its compression of that video), and its label."""
         video, cond = self.split_batch(batch)
         logits = self.model(video, cond).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), video, reduction="none").mean(dim=1)
+        nll = token_cross_entropy(logits, video, reduction="none").mean(dim=1)
         return {"bits_per_token": nll / math.log(2), "label": batch["label"]}
 
     # ------------------------------------------------------------------ optimisation
@@ -281,23 +285,4 @@ class NBPModule(L.LightningModule):
     @staticmethod
     def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> NBPTransformer:
         """Rebuild the transformer from a Lightning checkpoint of this module or from an exported model.pt."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such checkpoint")
-        if path.suffix != ".ckpt":
-            return load_model_file(path, map_location)
-        # Our own Lightning checkpoint: it also pickles loop and data-module state, so full loading.
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as err:  # a text file, a truncated copy, another program's .ckpt
-            raise UserError(f"{path} is not a readable Lightning checkpoint ({type(err).__name__}); give model.pt "
-                            f"or a .ckpt written by nbp train") from None
-        if not isinstance(ckpt, dict):
-            raise UserError(f"{path} is not a Lightning checkpoint; give model.pt or a .ckpt written by nbp train")
-        config = (ckpt.get("hyper_parameters") or {}).get("nbp_config")
-        if config is None:
-            raise UserError(f"{path} is not a checkpoint of NBPModule (no nbp_config in its hyperparameters)")
-        prefix = "model."
-        state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        # as for model.pt: the training run's compile / backend switches do not carry over to inference
-        return build_model(config_from_file(dict(config)), state, map_location)
+        return load_model_file(path, map_location)

@@ -46,7 +46,16 @@ class TokenDataModule(L.LightningDataModule):
                  num_workers: int = 0, seed: int = 0):
         """Give `train_cache` (and optionally `val_cache`), or `tokenizer` with `train_data` (and `val_data`).
 
-        `seed` fixes the shuffling order of every epoch (identical across a resume).
+        Args:
+            train_cache: token cache directory of the training split (written by `nbp tokenize`).
+            val_cache: token cache directory of the held-out split (validation, test and predict).
+            tokenizer: tokenizer file; with it, clips are tokenized on the fly instead of read from a cache.
+            train_data: the training videos (DatasetConfig) when tokenizing on the fly.
+            val_data: the held-out videos (DatasetConfig) when tokenizing on the fly.
+            batch_size: training batch per process.
+            val_batch_size: held-out batch per process (None: batch_size).
+            num_workers: DataLoader worker processes.
+            seed: fixes the shuffling order of every epoch (identical across a resume).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -86,7 +95,7 @@ class TokenDataModule(L.LightningDataModule):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from nbp.commands.tokenize import load_tokenizer
+            from nbp.sampling import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.hparams.tokenizer, torch.device("cpu"))
             self._tokenizer.requires_grad_(False)

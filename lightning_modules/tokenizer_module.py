@@ -17,8 +17,8 @@ import torch
 from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.log_cadence import writes_step_metrics
-from lightning_modules.optim import announce_kernel, kernel_flag
-from nbp.commands.eval_recon import frame_ssim
+from nbp.optim import announce_kernel, kernel_flag
+from nbp.metrics.frame_quality import frame_ssim
 from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
 from tokenizer import TokenizerConfig, VideoTokenizer
@@ -66,10 +66,22 @@ class TokenizerModule(L.LightningModule):
                  lr: float = 1e-4, disc_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.9),
                  warmup_steps: int = 0, grad_clip: float | None = 1.0, export_path: str | None = None,
                  recon_videos: int = 4, init_from: str | None = None):
-        """`grad_clip` is the gradient norm clip of both optimizers (Lightning's trainer.gradient_clip_val
-        does not apply to manual optimization). `export_path` receives the tokenizer file. `init_from`
-        starts a fresh run from a tokenizer file of the same config or a released reference file
-        (magvit2_*.pt, local or hf://, with preset magvit2); a resumed run takes its checkpoint's weights."""
+        """
+        Args:
+            preset: TokenizerConfig preset ("synthetic", "ucf101", "k600", "magvit2").
+            overrides: TokenizerConfig fields that differ from the preset.
+            loss: the training losses (LossConfig fields).
+            lr: Adam learning rate of the tokenizer.
+            disc_lr: learning rate of the discriminator (None: lr).
+            betas: Adam betas of both optimizers.
+            warmup_steps: linear learning-rate warmup, in generator steps.
+            grad_clip: gradient norm clip of both optimizers (Lightning's trainer.gradient_clip_val does
+                not apply to manual optimization); None: no clipping.
+            export_path: where the tokenizer file is written at each validation and at the end (None: not written).
+            recon_videos: validation videos written side by side with their reconstructions.
+            init_from: starts a fresh run from a tokenizer file of the same config or a released reference
+                file (magvit2_*.pt, local or hf://, with preset magvit2); a resumed run takes its checkpoint's weights.
+        """
         super().__init__()
         self.automatic_optimization = False
         # A dict when restored from a checkpoint's hyper-parameters (stored as plain data, see below).
@@ -206,7 +218,7 @@ class TokenizerModule(L.LightningModule):
         recon = self.tokenizer.decode_codes(quantized.codes).clamp(-1, 1)
         pred_u, target_u = model_to_unit(recon), model_to_unit(target)
         self.val_psnr.update(video_psnr(pred_u, target_u))
-        self.val_ssim.update(frame_ssim(pred_u, target_u))
+        self.val_ssim.update(frame_ssim(pred_u, target_u).mean(1).float())  # per video
         self.val_codes.update(quantized.ids)
         if not self._written_video and self.trainer.is_global_zero:
             self._write_recon_video(target_u, pred_u)

@@ -21,6 +21,15 @@ from nbp.errors import UserError, ignore_interrupt_in_worker
 class VideoDataModule(L.LightningDataModule):
     def __init__(self, train: DatasetConfig, val: DatasetConfig | None = None, batch_size: int = 8,
                  val_batch_size: int | None = None, num_workers: int = 0, seed: int = 0):
+        """
+        Args:
+            train: the training videos.
+            val: the validation videos (None: no validation).
+            batch_size: training clips per process.
+            val_batch_size: validation clips per process (None: batch_size).
+            num_workers: DataLoader worker processes (each decodes its own clips).
+            seed: fixes the shuffling order of every epoch (identical across a resume).
+        """
         super().__init__()
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
             raise UserError(f"VideoDataModule: batch_size={batch_size} and val_batch_size={val_batch_size} must be >= 1")

@@ -85,14 +85,25 @@ class BlockLayout:
         flat = self.seq_to_flat
         return torch.stack([flat // (h * w), (flat // w) % h, flat % w], dim=1)
 
+    @cached_property
+    def _on_device(self) -> dict:
+        return {}
+
+    def _permutation(self, name: str, device: torch.device) -> torch.Tensor:
+        """A permutation on `device`, copied there once (not at every training step)."""
+        key = (name, device)
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self, name).to(device)
+        return self._on_device[key]
+
     def grid_to_seq(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T', H', W') -> (B, N) in block-major order."""
         if tuple(ids.shape[1:]) != self.grid:
             raise ValueError(f"expected a token grid (B, {', '.join(map(str, self.grid))}), got {tuple(ids.shape)}")
-        return ids.reshape(ids.shape[0], -1)[:, self.seq_to_flat.to(ids.device)]
+        return ids.reshape(ids.shape[0], -1)[:, self._permutation("seq_to_flat", ids.device)]
 
     def seq_to_grid(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, N) in block-major order -> (B, T', H', W')."""
         if seq.ndim != 2 or seq.shape[1] != self.num_tokens:
             raise ValueError(f"expected a sequence (B, {self.num_tokens}), got {tuple(seq.shape)}")
-        return seq[:, self.flat_to_seq.to(seq.device)].reshape(seq.shape[0], *self.grid)
+        return seq[:, self._permutation("flat_to_seq", seq.device)].reshape(seq.shape[0], *self.grid)

@@ -35,7 +35,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "fvd": "nbp.bench.fvd",
         "gpu-check": "nbp.bench.gpu_check",
     },
-    "demo": "lightning_modules.demo",
+    "demo": "lightning_modules.demo.cli",
     "convert": {"official": "nbp.commands.convert_official"},
 }
 
@@ -60,12 +60,23 @@ def _resolve(argv: list[str]) -> tuple[str, list[str], str]:
     return table, argv, prefix
 
 
+def _import_command(module_path: str, prog: str):
+    try:
+        return importlib.import_module(module_path)
+    except ModuleNotFoundError as err:
+        # Training needs Lightning; an inference-only install does not have it.
+        if (err.name or "").partition(".")[0] in ("lightning", "tensorboard"):
+            raise UserError(f"{prog} needs Lightning, which is not installed; install the train extra: "
+                            f"pip install 'nbp-video[train]' (or bash scripts/install.sh)") from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit codes: 0 done, 2 a user's mistake (one line), 130 Ctrl-C, 1 a bug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         module_path, rest, prog = _resolve(argv)
-        module = importlib.import_module(module_path)
+        module = _import_command(module_path, prog)
         return int(module.main(rest, prog=prog) or 0)
     except KeyboardInterrupt:
         _debug_traceback()

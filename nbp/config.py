@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 
 from nbp.attention import BACKENDS
 from nbp.blocks import BlockLayout
@@ -23,35 +24,34 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class NBPConfig:
-    # tokens: the tokenizer's vocabulary and full latent grid (T', H', W'), context frames included
-    vocab_size: int = 64000
-    grid: tuple[int, int, int] = (5, 16, 16)
-    # how the generated grid is cut: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
+    vocab_size: int = 64000  # token ids the tokenizer produces (its codebook size)
+    grid: tuple[int, int, int] = (5, 16, 16)  # the tokenizer's latent grid (T', H', W'), context frames included
+    # block shape (bt, bh, bw) that tiles the grid: (1, 1, W') rows as in the paper, (1, 1, 1) next-token prediction
     block: tuple[int, int, int] = (1, 1, 16)
-    first_block: str = "start_block"  # or "hybrid": the first block token by token, as in the paper
+    # "start_block": block 0 from learned start embeddings in one pass; "hybrid": the first block token by
+    # token, as in the paper
+    first_block: str = "start_block"
     # hybrid only: how many leading blocks go token by token (the paper: 1; a whole first latent frame
     # lets a small model settle where its objects are before the rows are drawn in parallel)
     hybrid_blocks: int = 1
-    # conditioning
-    condition: str = "class"  # "none" | "class" | "frames"
-    num_classes: int = 101
+    condition: str = "class"  # what the prefix holds: "none" | "class" | "frames"
+    num_classes: int = 101  # class models: the number of classes (a learned null class is added)
     context_frames: int = 0  # latent frames given as the prefix when condition == "frames"
     p_uncond: float = 0.1  # probability of replacing the condition by the null one in training (for CFG)
     # class models: add the class embedding to every input position too, not only as the prefix token,
     # so a small model need not look far back for it (the demo's models: lower loss, and the NTP twin no
     # longer loses objects late in the clip)
     class_every_position: bool = False
-    # transformer
-    n_layer: int = 24
-    n_head: int = 16
-    n_embd: int = 1536
+    n_layer: int = 24  # transformer blocks
+    n_head: int = 16  # attention heads; must divide n_embd
+    n_embd: int = 1536  # width of the residual stream
     arch: str = "reference"  # "reference": LayerNorm, GELU MLP, learned positions; "modern": RMSNorm, SwiGLU, 3D rotary
     attn_backend: str = "auto"  # "auto" | "sdpa" | "flex" | "xformers"
-    dropout: float = 0.1
-    tie_head: bool = False
-    grad_checkpointing: bool = False
-    compile: bool = False
-    rope_theta: float = 10000.0
+    dropout: float = 0.1  # on embeddings and residual branches (not on attention probabilities)
+    tie_head: bool = False  # share the output head's weights with the token embedding
+    grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
+    compile: bool = False  # torch.compile each transformer block
+    rope_theta: float = 10000.0  # arch "modern": base of the rotary frequencies
     # --- the layouts of the reference implementation's released models (nbp/official/) ---
     # > 0: the class prefix is this many text tokens (rows of the embedding table) instead of one class embedding
     class_text_len: int = 0
@@ -66,6 +66,13 @@ class NBPConfig:
         self.block = tuple(int(v) for v in self.block)
         self.class_names = tuple(str(n) for n in self.class_names)
         self._check()
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        # The layouts and the mask spec are computed once per config (see below); a changed field
+        # makes them stale.
+        for derived in ("layout", "context_layout", "mask_spec"):
+            self.__dict__.pop(derived, None)
 
     def _fail(self, field: str, valid: str):
         raise UserError(f"NBPConfig.{field}={getattr(self, field)!r} is invalid: {valid}")
@@ -139,12 +146,12 @@ class NBPConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
-    @property
+    @cached_property
     def layout(self) -> BlockLayout:
         """Layout of the generated tokens (the grid without the context frames)."""
         return BlockLayout((self.grid[0] - self.context_frames, *self.grid[1:]), self.block)
 
-    @property
+    @cached_property
     def context_layout(self) -> BlockLayout | None:
         """Layout of the context tokens of a frame-conditional model (the prefix), else None."""
         if self.condition != "frames":
@@ -168,7 +175,7 @@ class NBPConfig:
             return self.context_layout.num_tokens
         return 0
 
-    @property
+    @cached_property
     def mask_spec(self) -> MaskSpec:
         return MaskSpec(self.prefix_len, self.block_len, self.layout.num_blocks, self.first_block, self.hybrid_blocks)
 

@@ -1,4 +1,5 @@
-"""`--device` for every command: auto, cpu, cuda or cuda:N, checked against this machine."""
+"""`--device` for every command: one option (default auto) and one check, auto, cpu, cuda or cuda:N,
+against this machine."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import torch
 from nbp.errors import UserError
 
 VALID = "auto, cpu, cuda, cuda:N"
+DEVICE_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+
+
+def add_device_argument(parser) -> None:
+    """The one `--device` option: the same default and help in every command."""
+    parser.add_argument("--device", type=str, default="auto", help=DEVICE_HELP)
 
 
 def pick_device(name: str, option: str = "--device") -> torch.device:

@@ -1,6 +1,7 @@
 """Mistakes a user can make, and how the command line reports them.
 
-`UserError` is the one exception type our own checks raise (bad path, value, checkpoint).
+`UserError` is the one exception type our own checks raise (bad path, value, checkpoint); it and
+`first_line` are defined in `tokenizer.errors`, below both packages, and re-exported here.
 `user_message(exc)` turns it, and the few foreign exception types that also mean "the input
 is wrong" (argument parsing, Lightning's configuration errors, a file that cannot be read or
 written), into one line; for anything else it returns None: that is a bug, and the command
@@ -13,10 +14,7 @@ import argparse
 import errno
 import re
 
-
-class UserError(ValueError):
-    """A problem with the user's input, reported as one line without a traceback."""
-
+from tokenizer.errors import UserError, first_line  # defined below nbp: the tokenizer raises them too
 
 # Lines of jsonargparse's nested messages that only repeat what the other lines say.
 _NOISE = re.compile(r"^(- )?(Does not validate against any of the Union subtypes|Subtypes:|Errors:|"
@@ -160,11 +158,3 @@ def iterate_with_workers(loader):
         return iter(loader)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
-
-
-def first_line(err: BaseException | str, limit: int = 160) -> str:
-    """The first non-empty line of an exception's message (its type name when the message is empty)."""
-    text = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
-    if not text and isinstance(err, BaseException):
-        text = type(err).__name__
-    return text[:limit]

@@ -116,6 +116,15 @@ class Block(nn.Module):
 # ----------------------------------------------------------------------------- the model
 
 
+
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of (B, N, V) logits against (B, N) token ids; "none" gives (B, N).
+
+    In float32 whatever the logits' dtype: a bf16 log-softmax over 64,000 codes loses the loss's digits.
+    """
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction=reduction)
+    return loss.view(targets.shape) if reduction == "none" else loss
+
 class NBPTransformer(nn.Module):
     def __init__(self, config: NBPConfig):
         super().__init__()
@@ -357,7 +366,7 @@ class NBPTransformer(nn.Module):
     def loss(self, video: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over the generated tokens; returns (loss, logits)."""
         logits = self(video, cond)
-        return F.cross_entropy(logits.flatten(0, 1).float(), video.flatten()), logits
+        return token_cross_entropy(logits, video), logits
 
     # ------------------------------------------------------------------ decoding with a KV cache
 

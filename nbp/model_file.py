@@ -2,6 +2,8 @@
 
 Plain data only, so it loads with `torch.load(weights_only=True)`; written atomically.
 `NBPModule` writes one at the end of training (`model.pt` next to the checkpoints).
+`load_model_file` also reads the Lightning checkpoints (`.ckpt`) of that module: they hold plain data
+too (the resolved config in their hyperparameters), so reading them needs no Lightning.
 
 Runtime switches (how to run, not what was learned) are not stored, and ignored when an
 older file has them: a model trained with `compile: true` must not compile at inference.
@@ -9,6 +11,7 @@ older file has them: a model trained with `compile: true` must not compile at in
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -68,7 +71,8 @@ def save_model_file(weights: torch.nn.Module | dict, config: NBPConfig, path: st
 
 
 def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """Rebuild an `NBPTransformer` (eval mode) on `map_location` from a file written by `save_model_file`.
+    """Rebuild an `NBPTransformer` (eval mode) on `map_location` from a file written by `save_model_file`,
+    or from a Lightning checkpoint (`.ckpt`) of NBPModule.
 
     dtype: of the weights (default: as stored, float32).
     """
@@ -76,14 +80,41 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu", 
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = _load(path, map_location)
     except Exception as err:
         raise UserError(f"{path} is not a model file written by NBP training ({type(err).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT})")
+    config, state = _config_and_weights(path, data)
     try:
-        model = build_model(config_from_file(dict(data["config"])), data["state_dict"], map_location, dtype)
+        model = build_model(config_from_file(dict(config)), state, map_location, dtype)
     except (KeyError, TypeError, RuntimeError) as err:
         raise UserError(f"{path} is a damaged model file ({type(err).__name__}: {str(err)[:120]})") from None
-    model.tokenizer_record = dict(data.get("tokenizer") or {})
+    # model.pt records the tokenizer its tokens came from; a Lightning checkpoint does not
+    model.tokenizer_record = dict(data.get("tokenizer") or {}) if data.get("format") == FORMAT else {}
     return model
+
+
+def _load(path: Path, map_location):
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        if path.suffix != ".ckpt":
+            raise
+        # Our own Lightning checkpoint whose saved data-module settings hold objects beyond plain data
+        # (the project's rule allows full loading for exactly these files).
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _config_and_weights(path: Path, data) -> tuple[dict, dict]:
+    """(NBPConfig dict, transformer state dict) of a model file or of a Lightning checkpoint of NBPModule."""
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return data["config"], data["state_dict"]
+    if isinstance(data, dict) and "pytorch-lightning_version" in data:
+        config = (data.get("hyper_parameters") or {}).get("nbp_config")
+        if config is None:
+            raise UserError(f"{path} is a Lightning checkpoint but not of NBPModule (no nbp_config in its "
+                            f"hyperparameters); give a checkpoint of the transformer or its model.pt")
+        prefix = "model."  # NBPModule holds the transformer as its `model` attribute
+        state = {k[len(prefix):]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
+        return config, state
+    raise UserError(f"{path} is not a model file written by NBP training (expected format {FORMAT} "
+                    f"or a Lightning checkpoint of NBPModule)")

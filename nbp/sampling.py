@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 
 from nbp import pixels, precision
-from nbp.errors import UserError
+from nbp.errors import UserError, first_line
 from nbp.sampler import DecodeStats, sample_sequence
 from nbp.sampling_controls import SamplingControls
 
-__all__ = ["generate", "generate_tokens", "load_model", "tokens_to_video", "check_compatible"]
+__all__ = ["generate", "generate_tokens", "load_model", "load_tokenizer", "tokens_to_video", "check_compatible"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype=None):
-    """Load a transformer exported by NBP training as `model.pt`, in eval mode on `device`.
+    """Load a transformer (`model.pt`, or a `.ckpt` of NBP training), in eval mode on `device`.
 
     dtype: of the weights (float32 / bfloat16 / float16; default bfloat16 on CUDA, float32 on CPU).
     """
@@ -33,6 +33,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype=None)
     return load_model_file(path, device, precision.resolve_dtype(dtype, device))
 
 
+def load_tokenizer(path: str | Path, device: str | torch.device = "cpu"):
+    """Load a tokenizer file (or a `.ckpt` of tokenizer training), in eval mode on `device`."""
+    from tokenizer import VideoTokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--tokenizer {path}: no such file; pass a file written by the tokenizer "
+                        f"(e.g. runs/tokenizer_synthetic/tokenizer.pt)")
+    try:
+        tok = VideoTokenizer.load(path)
+    except UserError:
+        raise
+    except Exception as err:  # a file that is not a tokenizer checkpoint
+        detail = first_line(err) if str(err).strip() else ""
+        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer ({type(err).__name__}"
+                        f"{': ' + detail if detail else ''}); pass a file written by VideoTokenizer.save") from None
+    return tok.to(device).eval()
 def class_ids(config, names) -> list[int]:
     """Class names -> ids, for models that know their class names (NBPConfig.class_names)."""
     if not config.class_names:

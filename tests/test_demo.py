@@ -22,7 +22,8 @@ import pytest
 import torch
 import yaml
 
-from nbp.data.synthetic import CLASS_NAMES, class_colours, count_objects, num_objects, shown_colours
+from lightning_modules.demo.judges import count_objects, shown_colours
+from nbp.data.synthetic import CLASS_NAMES, class_colours, num_objects
 
 MINUTES = "0.3"
 FIRST_STAGES = ("data", "tokenizer", "tokens")
@@ -90,6 +91,7 @@ def demo_runs(tmp_path_factory):
             "reused": reused, "reused_seconds": reused_seconds}
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_finished_stages(demo_runs):
     proc = demo_runs["interrupted"]
     assert proc.returncode == 130, proc.stderr[-3000:]
@@ -100,6 +102,7 @@ def test_interrupt_keeps_finished_stages(demo_runs):
     assert demo_runs["workers_after_interrupt"] == []  # no training process outlived the demo
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_stages_and_completes(demo_runs):
     err = demo_runs["completed"].stderr
     for stage in FIRST_STAGES:
@@ -109,6 +112,7 @@ def test_rerun_reuses_finished_stages_and_completes(demo_runs):
     assert demo_runs["summary_after_completion"]["reused_stages"] == list(FIRST_STAGES)
 
 
+@pytest.mark.slow
 def test_summary_has_sane_numbers(demo_runs):
     summary = json.loads((demo_runs["out"] / "summary.json").read_text())
     tok = summary["tokenizer"]
@@ -163,6 +167,7 @@ def test_summary_has_sane_numbers(demo_runs):
         assert Path(path).exists(), name
 
 
+@pytest.mark.slow
 def test_videos_decode_and_carry_class_names(demo_runs):
     import decord
 
@@ -198,6 +203,7 @@ def test_videos_decode_and_carry_class_names(demo_runs):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_third_run_reuses_everything_quickly(demo_runs):
     proc = demo_runs["reused"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -216,7 +222,7 @@ def test_third_run_reuses_everything_quickly(demo_runs):
 
 def test_object_tracking_finds_objects_and_measures_their_offset():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import object_tracking
+    from lightning_modules.demo.evaluate import object_tracking
 
     real = torch.zeros(2, 3, 4, 32, 32, dtype=torch.uint8)  # B C T H W
     for t in range(4):
@@ -244,7 +250,7 @@ def _two_squares(frames: int = 6) -> torch.Tensor:
 
 def test_sample_checks_see_colour_changes_and_extra_objects():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import colours_right, object_count_hits, objects_right
+    from lightning_modules.demo.evaluate import colours_right, object_count_hits, objects_right
 
     right = _two_squares()
     recoloured = right.clone()  # green turns magenta from frame 3: right count, wrong colours
@@ -261,7 +267,7 @@ def test_sample_checks_see_colour_changes_and_extra_objects():
 
 def test_counts_right_goes_by_the_count_of_most_frames():
     from nbp.data.synthetic import COLOURS
-    from nbp.demo_eval import counts_right
+    from lightning_modules.demo.evaluate import counts_right
 
     right = _two_squares()
     flicker = right.clone()  # a third object in 2 of 6 frames: most frames still show two
@@ -290,7 +296,7 @@ class _LosslessCodec:
 
 
 def test_tokenizer_quality_counts_objects_of_the_reconstructions():
-    from nbp.demo_eval import tokenizer_quality
+    from lightning_modules.demo.evaluate import tokenizer_quality
 
     clip = _two_squares()
     scores = tokenizer_quality(_LosslessCodec(), [clip] * 3, batch_size=2, objects=[2, 2, 1])
@@ -300,7 +306,7 @@ def test_tokenizer_quality_counts_objects_of_the_reconstructions():
 
 
 def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys):
-    from nbp.demo_runner import StageRunner
+    from lightning_modules.demo.runner import StageRunner
 
     calls = []
 
@@ -325,7 +331,7 @@ def test_stage_runner_reuses_done_stages_and_clears_unfinished(tmp_path, capsys)
 
 
 def test_stage_that_raises_leaves_no_marker(tmp_path):
-    from nbp.demo_runner import StageRunner
+    from lightning_modules.demo.runner import StageRunner
 
     def broken(folder: Path) -> dict:
         (folder / "partial.bin").write_bytes(b"half")
@@ -337,8 +343,8 @@ def test_stage_that_raises_leaves_no_marker(tmp_path):
 
 
 def test_budget_and_arguments_are_validated():
-    from lightning_modules.demo import choose_threads, main, resolve_device
-    from nbp.demo_runner import Budget
+    from lightning_modules.demo.cli import choose_threads, main, resolve_device
+    from lightning_modules.demo.runner import Budget
     from nbp.errors import UserError
 
     budget = Budget(10)
@@ -356,7 +362,7 @@ def test_budget_and_arguments_are_validated():
 
 
 def test_time_budget_schedule_warms_up_then_decays():
-    from lightning_modules.demo_train import TimeBudgetSchedule, max_time_string
+    from lightning_modules.demo.train import TimeBudgetSchedule, max_time_string
 
     schedule = TimeBudgetSchedule(100.0, warmup_fraction=0.1, final_ratio=0.05)
     factors = [schedule.factor(t) for t in (0.0, 5.0, 10.0, 55.0, 100.0, 200.0)]
@@ -369,10 +375,29 @@ def test_time_budget_schedule_warms_up_then_decays():
 def test_mosaic_places_clips_on_a_grid():
     import torch
 
-    from nbp.demo_eval import GAP_GREY, mosaic
+    from lightning_modules.demo.evaluate import GAP_GREY, mosaic
 
     clips = torch.stack([torch.full((3, 2, 4, 4), 10 * (i + 1), dtype=torch.uint8) for i in range(5)])
     grid = mosaic(clips, columns=2, gap=1)
     assert grid.shape == (3, 2, 3 * 4 + 2, 2 * 4 + 1)
     assert grid[0, 0, 0, 0] == 10 and grid[0, 0, 0, 5] == 20 and grid[0, 0, 10, 0] == 50
     assert grid[0, 0, 4, 0] == GAP_GREY and grid[0, 0, 10, 5] == GAP_GREY  # gap row; the empty last cell
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, monkeypatch):
+    # The README's example names the demo's default output folder, runs/demo, relative to where it runs.
+    from tests.test_readme import README, code_blocks
+
+    (example,) = code_blocks(README.read_text(), ("python",))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(demo_runs["out"], target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    video = scope["video"]
+    assert video.dtype == torch.uint8 and tuple(video.shape) == (2, 3, 17, 32, 32)
+    written = tmp_path / "runs" / "two_samples.mp4"
+    import decord
+
+    assert len(decord.VideoReader(str(written))) == 17

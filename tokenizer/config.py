@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nbp.errors import UserError
+from tokenizer.errors import UserError
 
 QUANTIZERS = ("fsq", "lfq", "vq")
 # "nbp": this project's encoder/decoder; "magvit2": the reference implementation's network,
@@ -25,15 +25,18 @@ def _is_power_of_two(n: int) -> bool:
 
 @dataclass
 class TokenizerConfig:
-    in_channels: int = 3
+    in_channels: int = 3  # colour channels of the video (3: RGB)
     # Width of the first (full resolution) stage; stage i has base_channels * channel_mults[i].
     base_channels: int = 128
+    # One entry per stage: its width as a multiple of base_channels. The encoder downsamples between
+    # stages, so len(channel_mults) - 1 must be at least the number of factor-2 steps of the compression.
     channel_mults: tuple[int, ...] = (1, 2, 2, 4)
-    num_res_blocks: int = 2
+    num_res_blocks: int = 2  # residual blocks per stage, in the encoder and in the decoder
     # Group norm groups (each frame is normalised on its own, which keeps the model causal).
     norm_groups: int = 32
-    # Compression factors, each a power of two; one stage transition per factor 2.
+    # Temporal compression, a power of two: 17 frames -> 1 + 16 / 4 = 5 latent frames at 4.
     temporal_downsample: int = 4
+    # Spatial compression, a power of two (patch_size included): 128 px -> 16 latent positions at 8.
     spatial_downsample: int = 8
     # Pixels folded into channels (space-to-depth) before the first conv and unfolded after the last;
     # part of spatial_downsample. 2 makes the full-resolution stage 4x cheaper (the CPU demo uses it).
@@ -54,12 +57,12 @@ class TokenizerConfig:
     # neighbouring latent frames; 1 decodes every latent frame from its own codes, which is enough
     # because the encoder's latent frame t already saw the pixel frames before its own.
     decoder_time_kernel: int = 3
-    quantizer: str = "fsq"
-    fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+    quantizer: str = "fsq"  # "fsq" (finite scalar), "lfq" (lookup-free) or "vq" (codebook with EMA)
+    fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)  # FSQ: levels per latent dim; codes = their product
     lfq_bits: int = 16  # LFQ codebook = 2 ** lfq_bits, latent dim = lfq_bits
-    vq_codebook_size: int = 8192
-    vq_dim: int = 8
-    arch: str = "nbp"
+    vq_codebook_size: int = 8192  # VQ: number of codes
+    vq_dim: int = 8  # VQ: latent dim of each code
+    arch: str = "nbp"  # "nbp": this project's encoder/decoder; "magvit2": the reference network, for its released weights
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)

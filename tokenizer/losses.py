@@ -10,18 +10,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nbp.errors import UserError
+from tokenizer.errors import UserError
 
 
 @dataclass
 class LossConfig:
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
+    l1_weight: float = 1.0  # pixel L1 reconstruction loss
+    l2_weight: float = 1.0  # pixel squared-error reconstruction loss
     # Weight of the quantizer's own loss (LFQ entropy, VQ commitment; FSQ has none).
     quantizer_weight: float = 1.0
     # Perceptual loss: only with a user-supplied VGG16 weight file (nothing is downloaded).
     perceptual_weight: float = 0.0
-    perceptual_weights: str | None = None
+    perceptual_weights: str | None = None  # path of a torchvision vgg16 state dict for the perceptual loss
     # Colour anchor: a linear readout of every token's code must give the mean colour of the pixels
     # that token covers (see `patch_means`). It makes each code carry its own patch's colour instead
     # of spreading it over neighbouring codes, which is what lets a small transformer keep an
@@ -29,10 +29,10 @@ class LossConfig:
     anchor_weight: float = 0.0
     # Adversarial loss: off until `disc_start` generator steps, then scaled by the adaptive weight.
     disc_weight: float = 0.1
-    disc_start: int = 10_000
-    disc_channels: int = 64
-    disc_layers: int = 3
-    adaptive_weight_max: float = 1e4
+    disc_start: int = 10_000  # generator steps before the discriminator joins
+    disc_channels: int = 64  # width of the 3D PatchGAN discriminator's first layer
+    disc_layers: int = 3  # strided layers of the discriminator
+    adaptive_weight_max: float = 1e4  # upper clamp of the VQGAN adaptive weight (ratio of gradient norms)
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "anchor_weight",

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nbp.errors import UserError, first_line
-from nbp.files import torch_save_atomic
+from tokenizer.errors import UserError, first_line
+from tokenizer.files import torch_save_atomic
 from tokenizer.config import TokenizerConfig
 from tokenizer.decoder import Decoder
 from tokenizer.encoder import Encoder
@@ -85,7 +85,7 @@ class VideoTokenizer(nn.Module):
         autocast keep theirs (Lightning's precision setting decides there)."""
         import contextlib
 
-        from nbp import precision
+        from tokenizer import precision
 
         if dtype is None and (self.training or torch.is_autocast_enabled(torch.device(device).type)):
             return contextlib.nullcontext()

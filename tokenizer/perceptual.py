@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nbp.errors import UserError, first_line
+from tokenizer.errors import UserError, first_line
 
 # VGG16 "D" configuration; numbers are conv widths, "M" is 2x2 max pooling.
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)

@@ -24,6 +24,8 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
+from nbp.devices import add_device_argument
 from nbp.errors import UserError
 
 
@@ -36,7 +38,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--size", type=int, default=128, help="input frame side before preprocessing")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
     parser.add_argument("--detector", type=str, default=None, help="detector file (default: a seeded random I3D)")
-    parser.add_argument("--device", type=str, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--separation", type=str, default=None, help="folder of videos for the separation check")
     parser.add_argument("--separation_size", "--separation-size", type=int, default=64, help="frame side read for it")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,24 +59,19 @@ def random_i3d_detector(seed: int):
     return I3DDetector(network, source=f"random He-normal init (seed {seed})", sha256=None)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_extraction(metric, videos: torch.Tensor, batch_size: int, device: torch.device) -> dict:
     """Seconds spent in preprocessing and in the detector over all `videos`, batch by batch."""
     detector, protocol = metric.get_detector(), metric.protocol
     seconds = {"preprocess": 0.0, "detector": 0.0}
     with torch.no_grad():
         for start in range(0, videos.shape[0], batch_size):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             x = protocol.preprocess(videos[start : start + batch_size].to(device))
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             detector(x, rescale=protocol.rescale, resize=protocol.resize)
-            _sync(device)
+            sync(device)
             t2 = time.perf_counter()
             seconds["preprocess"] += t1 - t0
             seconds["detector"] += t2 - t1
@@ -118,7 +115,7 @@ def separation(metric_factory, root: str, frames: int, size: int, seed: int) -> 
 
 
 def run(args) -> dict:
-    from nbp.metrics.evaluation import pick_device
+    from nbp.devices import pick_device
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
 

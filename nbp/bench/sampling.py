@@ -21,7 +21,9 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp import precision
+from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.sampler import pad_rows, sample_sequence
@@ -41,7 +43,7 @@ def build_parser(prog: str) -> ArgumentParser:
                         help=f"transformer size ({', '.join(PRESETS)}) or a released model ({', '.join(OFFICIAL)})")
     parser.add_argument("--size", type=str, default=None,
                         help="official-* presets only: another size for the same layout (e.g. tiny on a CPU)")
-    parser.add_argument("--device", type=str, default="cpu", help="cpu | cuda")
+    add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default=None,
                         help=f"{' | '.join(precision.DTYPES)} (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -99,11 +101,6 @@ def _progress(what: str, result: dict) -> None:
     print(f"{what}: {result.get('model_calls')} calls, {result['seconds']} s", file=sys.stderr, flush=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "cache") -> dict:
     """One warm-up pass of a few steps is not enough for compile; so warm up with a full run when compiling."""
     device = next(model.parameters()).device
@@ -111,7 +108,7 @@ def time_sampling(model, batch: int, controls, compile: bool, decoder: str = "ca
     generator = torch.Generator(device=device).manual_seed(0)
     if compile:
         sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
-    _sync(device)
+    sync(device)
     seq, stats = sample_sequence(model, cond, batch, controls, generator, decoder=decoder, compiled=compile)
     return {
         "model_calls": stats.model_calls,
@@ -126,10 +123,10 @@ def _best_of(fn, device, repeats: int = 5) -> float:
     """Fastest of a few timed runs (the least disturbed by other work on the machine)."""
     best = float("inf")
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         started = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -173,10 +170,10 @@ def time_decode(grid: torch.Tensor, device, dtype, preset: str = "ucf101") -> fl
     grid = grid.clamp_max(tokenizer.vocab_size - 1)
     with torch.no_grad():
         tokenizer.decode(grid[:1], dtype=dtype)  # warm-up (allocations, kernel selection)
-        _sync(device)
+        sync(device)
         started = time.perf_counter()
         tokenizer.decode(grid, dtype=dtype)
-        _sync(device)
+        sync(device)
     return time.perf_counter() - started
 
 
@@ -186,8 +183,6 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
         raise UserError(f"--preset {args.preset!r} is invalid; valid: {', '.join([*PRESETS, *OFFICIAL])}")
     if args.size is not None and (args.preset not in OFFICIAL or args.size not in PRESETS):
         raise UserError(f"--size {args.size!r} needs an official-* preset and one of {', '.join(PRESETS)}")
-    from nbp.devices import pick_device
-
     device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")

@@ -18,6 +18,8 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from tokenizer import TokenizerConfig, VideoTokenizer
 
@@ -34,26 +36,21 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (0: time the first call)")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda[:N]")
+    add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default="auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     return parser
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_call(fn, device: torch.device, rounds: int, warmup: int):
     """(median seconds of `rounds` calls after `warmup` untimed calls, the last result)."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         out = fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
 
@@ -62,8 +59,6 @@ def main(argv: list[str], prog: str = "nbp bench tokenizer") -> int:
     args = build_parser(prog).parse_args(argv)
     if min(args.frames, args.size, args.batch, args.rounds) < 1 or args.warmup < 0:
         raise UserError("--frames, --size, --batch and --rounds must all be >= 1, --warmup >= 0")
-    from nbp.devices import pick_device
-
     device = pick_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if dtype_name not in DTYPES:

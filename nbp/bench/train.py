@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.bench.timing import sync
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError, first_line
 
 
@@ -41,7 +42,7 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
 
 
 def _build(spec: dict, device: torch.device):
-    from lightning_modules.optim import build_adamw
+    from nbp.optim import build_adamw
     from nbp.config import NBPConfig
     from nbp.model import NBPTransformer
 
@@ -55,20 +56,17 @@ def _build(spec: dict, device: torch.device):
 
 
 def _train_step(model, optimizer, config, tokens: torch.Tensor, labels: torch.Tensor, precision: str) -> None:
+    from nbp.model import token_cross_entropy
+
     video = config.layout.grid_to_seq(tokens)
     dtype = torch.bfloat16 if precision == "bf16" else None
     with torch.autocast(tokens.device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(video, labels)
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), video.flatten())
+    loss = token_cross_entropy(logits, video)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device, barrier=None) -> float:
@@ -78,13 +76,13 @@ def _timed_steps(batches, step, warmup: int, steps: int, device: torch.device, b
     """
     for _ in range(warmup):
         step(next(batches))
-    _sync(device)
+    sync(device)
     if barrier is not None:
         barrier.wait()
     start = time.perf_counter()
     for _ in range(steps):
         step(next(batches))
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -111,7 +109,8 @@ def measure_backend(spec: dict, barrier=None) -> dict:
 
 def measure_pipeline(spec: dict, barrier=None) -> dict:
     """Training fed from the token cache, or from video files encoded at every step (own process)."""
-    from nbp.commands.tokenize import encode_videos, load_tokenizer
+    from nbp.commands.tokenize import encode_videos
+    from nbp.sampling import load_tokenizer
     from nbp.data import DatasetConfig, build_dataset
     from nbp.token_cache import TokenCache
 
@@ -206,7 +205,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, exit_on_error=False, description="Training throughput and peak memory (JSON on stdout).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--preset", type=str, default="tiny")
-    parser.add_argument("--device", type=str, default="cpu")
+    add_device_argument(parser)
     parser.add_argument("--backends", type=list[str], default=["sdpa", "flex", "xformers"])
     parser.add_argument("--grid", type=list[int], default=[5, 8, 8], help="latent grid of part 1 (T', H', W')")
     parser.add_argument("--block", type=list[int], default=[1, 1, 8])
@@ -240,10 +239,8 @@ def main(argv: list[str], prog: str = "nbp bench train") -> int:
         raise UserError("--steps and --batch-size must be >= 1 and --warmup >= 0")
     if args.side_by_side < 0 or args.side_by_side == 1:
         raise UserError(f"--side-by-side {args.side_by_side} is invalid; give 0 (skip) or a process count of 2 or more")
-    from nbp.devices import pick_device
-
     device = pick_device(args.device)
-    spec = dict(preset=args.preset, device=args.device, grid=args.grid, block=args.block,
+    spec = dict(preset=args.preset, device=str(device), grid=args.grid, block=args.block,
                 first_block=args.first_block, vocab_size=args.vocab_size, batch_size=args.batch_size,
                 steps=args.steps, warmup=args.warmup, precision=args.precision,
                 grad_checkpointing=args.grad_checkpointing, threads=args.threads, n_layer=args.n_layer,

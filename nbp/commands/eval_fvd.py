@@ -14,6 +14,7 @@ import time
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nbp.devices import add_device_argument
 from nbp.errors import UserError
 from nbp.files import check_output_file
 
@@ -36,7 +37,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--pre_resize", "--pre-resize", type=int, default=None, help="resize frames to this square first (K600: 64)")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
-    parser.add_argument("--device", type=str, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seeds random clip positions")
     parser.add_argument("--out", type=str, default="fvd_report.json", help="JSON report path")
     return parser
@@ -54,7 +55,8 @@ def main(argv: list[str], prog: str = "nbp eval fvd") -> int:
     args = build_parser(prog).parse_args(argv)
     import torch
 
-    from nbp.metrics.evaluation import distributed_setup, finish, pick_device, rank_share, score_videos, summary_line, video_source
+    from nbp.devices import pick_device
+    from nbp.metrics.evaluation import distributed_setup, finish, rank_share, score_videos, summary_line, video_source
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
 

@@ -30,7 +30,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--num_samples", "--num-samples", type=int, default=50000, help="predicted videos")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
     parser.add_argument("--fvd_size", "--fvd-size", type=int, default=64, help="frames are resized to this before the detector")
-    parser.add_argument("--out", type=str, default="eval_k600.json", help="JSON report path")
+    parser.add_argument("--out", type=str, default="runs/eval/k600.json", help="JSON report path")
     add_generation_args(parser)
     return parser
 
@@ -41,7 +41,8 @@ def main(argv: list[str], prog: str = "nbp eval k600") -> int:
 
     from nbp.data import DatasetConfig, build_dataset
     from nbp.metrics import generation_eval as gen
-    from nbp.metrics.evaluation import distributed_setup, finish, pick_device, summary_line
+    from nbp.devices import pick_device
+    from nbp.metrics.evaluation import distributed_setup, finish, summary_line
     from nbp.metrics.frame_quality import FrameQuality
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol

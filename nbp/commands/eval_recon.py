@@ -16,25 +16,17 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader
-from torchmetrics.functional.image import structural_similarity_index_measure
 
-from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict, load_tokenizer
+from nbp.commands.tokenize import SkipUnreadable, collate_readable, config_as_dict
+from nbp.devices import add_device_argument, pick_device
+from nbp.sampling import load_tokenizer
 from nbp.data import DatasetConfig, build_dataset
-from nbp.devices import pick_device
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError, ignore_interrupt_in_worker
 from nbp.files import check_output_file, write_json_atomic
+from nbp.metrics.frame_quality import frame_ssim
 from nbp.pixels import model_to_unit, to_model
 from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
-
-
-def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-video SSIM (mean over frames) of float [0, 1] videos (B, C, T, H, W) -> (B,)."""
-    b, c, t, h, w = pred.shape
-    frames = lambda v: v.float().transpose(1, 2).reshape(b * t, c, h, w)  # noqa: E731
-    kernel = min(11, (min(h, w) - 1) | 1)  # the standard 11-px Gaussian window, shrunk (odd) for tiny frames
-    ssim = structural_similarity_index_measure(frames(pred), frames(target), data_range=1.0,
-                                               kernel_size=kernel, reduction="none")
-    return ssim.view(b, t).mean(1)
 
 
 def try_fvd_metric(protocol: str, device: torch.device):
@@ -78,7 +70,7 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
         pred = model_to_unit(tok.decode(ids))
         target_unit = target.float() / 255.0
         psnr.append(video_psnr(pred, target_unit).cpu())
-        ssim.append(frame_ssim(pred, target_unit).cpu())
+        ssim.append(frame_ssim(pred, target_unit).mean(1).float().cpu())  # per video
         counts += code_histogram(ids, tok.vocab_size).cpu()
         if metric is not None:
             metric.update(target, real=True)
@@ -108,19 +100,23 @@ def evaluate_reconstruction(tokenizer_path: str, data: DatasetConfig, batch_size
     return result
 
 
-def main(argv: list[str], prog: str = "nbp eval recon") -> int:
+def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, exit_on_error=False, description="Reconstruction quality of a tokenizer on a dataset (JSON).")
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--tokenizer", type=str, required=True, help="tokenizer file (or TokenizerModule .ckpt)")
     parser.add_class_arguments(DatasetConfig, "data", help="the dataset to reconstruct")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--limit", type=int | None, default=None, help="evaluate at most this many videos")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda[:N]")
+    add_device_argument(parser)
     parser.add_argument("--fvd", type=bool, default=True, help="also compute reconstruction FVD when possible")
     parser.add_argument("--fvd_protocol", type=str, default="nbp", help="styleganv, nbp or tats")
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--out", type=str | None, default=None, help="also write the JSON to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str], prog: str = "nbp eval recon") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError(f"--batch_size={args.batch_size} and --limit={args.limit} must be >= 1")
     if args.num_workers < 0:

@@ -28,7 +28,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--fold", type=int, default=1, help="UCF-101 split 1, 2 or 3")
     parser.add_argument("--num_samples", "--num-samples", type=int, default=10000, help="generated videos")
     parser.add_argument("--protocol", type=str, default="nbp", help="styleganv | nbp | tats")
-    parser.add_argument("--out", type=str, default="eval_ucf101.json", help="JSON report path")
+    parser.add_argument("--out", type=str, default="runs/eval/ucf101.json", help="JSON report path")
     add_generation_args(parser)
     return parser
 
@@ -40,7 +40,8 @@ def main(argv: list[str], prog: str = "nbp eval ucf101") -> int:
 
     from nbp.data import DatasetConfig, build_dataset
     from nbp.metrics import generation_eval as gen
-    from nbp.metrics.evaluation import distributed_setup, finish, pick_device, rank_share, score_videos, summary_line
+    from nbp.devices import pick_device
+    from nbp.metrics.evaluation import distributed_setup, finish, rank_share, score_videos, summary_line
     from nbp.metrics.fvd import FrechetVideoDistance
     from nbp.metrics.protocols import get_protocol
     from nbp.sampling import generate

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
-from tqdm import tqdm
 
 from nbp import precision
-from nbp.devices import pick_device
+from nbp.data.datasets import read_class_index
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, sha256_file, write_json_atomic
-from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, pixel_shape,
-                          tokens_to_video)
+from nbp.progress import progress
+from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
+                          pixel_shape, tokens_to_video)
 from nbp.sampling_controls import SamplingControls, apply_preset
 
 
@@ -50,47 +51,20 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="named settings: 'released' = the reference evaluation's top-k 16000, top-p 0.9")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the written videos (and of --context reading)")
-    parser.add_argument("--device", type=str, default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
     parser.add_argument("--dtype", type=str, default=None,
                         help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
     return parser
 
 
-# ---------------------------------------------------------------- loading
-
-
-def load_any_model(path: str, device: str, dtype=None):
-    """model.pt through `load_model`; a Lightning .ckpt through the training module's own loader."""
-    if Path(path).suffix == ".ckpt" and Path(path).is_file():
-        # Only a Lightning checkpoint needs Lightning to read it; everything else stays Lightning-free.
-        from lightning_modules.nbp_module import NBPModule
-
-        model = NBPModule.load_model(path, device)
-        return model if dtype is None else precision.cast_weights(model, dtype)
-    return load_model(path, device, dtype)
-
-
-def load_tokenizer(path: str, device: str):
-    from nbp.commands.tokenize import load_tokenizer as load_checked
-
-    return load_checked(path, torch.device(device))
-
-
-def read_class_index(path: str) -> list[str]:
-    """classInd.txt lines '1 ApplyEyeMakeup' -> names ordered by id (1-based in the file, 0-based here)."""
-    if not Path(path).is_file():
-        raise UserError(f"--class-index {path} does not exist; pass a classInd.txt")
-    from nbp.data.datasets import read_class_index as read_checked
-
-    return read_checked(Path(path))
-
-
 def class_names_for(config, class_index: str | None) -> list[str] | None:
     if config.class_names and not class_index:  # a model that knows its classes (a converted UCF-101 one)
         return list(config.class_names)
     if class_index:
-        names = read_class_index(class_index)
+        if not Path(class_index).is_file():
+            raise UserError(f"--class-index {class_index} does not exist; pass a classInd.txt")
+        names = read_class_index(Path(class_index))
     else:
         from nbp.data.synthetic import CLASS_NAMES
 
@@ -179,13 +153,13 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--fps {args.fps}: must be >= 1")
     if args.classes is not None and args.class_names:
         raise UserError("--classes and --class-names both given; pick classes one way")
-    args.device = str(pick_device(args.device))
+    device = pick_device(args.device)
     chosen = apply_preset(args.sampling, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     controls = SamplingControls(**{"temperature": 1.0, **chosen, "cfg_scale": args.cfg, "cfg_ramp": args.cfg_ramp})
-    dtype = precision.resolve_dtype(args.dtype, args.device, "--dtype")
+    dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
     check_output_folder(args.out)
-    model = load_any_model(args.model, args.device, dtype)
-    tokenizer = load_tokenizer(args.tokenizer, args.device)
+    model = load_model(args.model, device, dtype)
+    tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)
     jobs = make_jobs(args, tokenizer, model.config)
     out = Path(args.out)
@@ -193,12 +167,12 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
 
     from nbp.video_io import write_gif, write_mp4, write_png_grid
 
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     videos, files = [], []
     sample_seconds = decode_seconds = 0.0
     model_calls = 0
     batches = [jobs[i:i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
-    for batch in tqdm(batches, desc="sampling", unit="batch"):
+    for batch in progress(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
                                       compile=args.compile, dtype=dtype)

@@ -11,39 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from nbp.devices import pick_device
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError, first_line, ignore_interrupt_in_worker, iterate_with_workers
 from nbp.files import check_output_folder, sha256_file
 from nbp.pixels import to_model
+from nbp.progress import progress as progress_bar
+from nbp.sampling import load_tokenizer
 from nbp.token_cache import CacheMeta, TokenCacheWriter
-
-
-def load_tokenizer(path: str | Path, device: torch.device):
-    """Load a tokenizer file with a user-facing error for a missing or foreign file."""
-    from tokenizer import VideoTokenizer
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--tokenizer {path}: no such file; pass a file written by the tokenizer "
-                        f"(e.g. runs/tokenizer_synthetic/tokenizer.pt)")
-    try:
-        tok = VideoTokenizer.load(path)
-    except UserError:
-        raise
-    except Exception as err:  # a file that is not a tokenizer checkpoint
-        detail = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:160]
-        raise UserError(f"--tokenizer {path} could not be loaded as a tokenizer ({type(err).__name__}"
-                        f"{': ' + detail if detail else ''}); pass a file written by VideoTokenizer.save") from None
-    return tok.to(device).eval()
 
 
 def config_as_dict(config: Any) -> dict:
@@ -122,7 +103,7 @@ def tokenize_dataset(tokenizer_path: str | Path, data_cfg, out: str | Path, batc
     safe = SkipUnreadable(dataset)
     todo = sum(len(writer.shard_range(k)) for k in pending)
     # closed on any exit, so an error or 'nbp: interrupted' starts on its own line
-    with tqdm(total=todo, desc=f"tokenize -> {out}", unit="video", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(total=todo, desc=f"tokenize -> {out}", unit="video", enabled=progress) as bar:
         for k in pending:
             loader = DataLoader(torch.utils.data.Subset(safe, list(writer.shard_range(k))), batch_size=batch_size,
                                 num_workers=num_workers, collate_fn=collate_readable, pin_memory=dev.type == "cuda",
@@ -154,7 +135,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--shard-size", type=int, default=1024, help="videos per shard file")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding videos")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 

@@ -27,6 +27,7 @@ class DatasetConfig:
     clip: where in the file the clip is taken (center|random|start).
     resize: "crop" (shorter side to size, centre crop) or "squash" (straight to size).
     csv: Kinetics annotation CSV (youtube_id, time_start, time_end, label), optional.
+    root: the dataset folder (synthetic without a root: rendered on the fly).
     videos_per_class, seed: synthetic rendered on the fly only (no root).
     cache: decode each file once and keep all its frames in RAM (size x size x 3 bytes per
       frame, per DataLoader worker); for small datasets only. Synthetic videos rendered on

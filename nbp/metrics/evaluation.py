@@ -77,7 +77,7 @@ def score_videos(metric, dataset: Dataset, indices: list[int], real: bool, batch
     Our datasets replace an unreadable file by the next readable one; the returned
     path then differs from the listed one, which counts the same with or without workers.
     """
-    from tqdm import tqdm
+    from nbp.progress import progress
 
     if not indices:
         return 0
@@ -85,7 +85,7 @@ def score_videos(metric, dataset: Dataset, indices: list[int], real: bool, batch
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, shuffle=False,
                         worker_init_fn=ignore_interrupt_in_worker)
     position, replaced = 0, 0
-    with tqdm(total=len(indices), desc=desc, unit="video", file=sys.stderr, disable=None) as bar:
+    with progress(total=len(indices), desc=desc, unit="video") as bar:
         for batch in loader:
             metric.update(batch["video"], real=real)
             n = batch["video"].shape[0]

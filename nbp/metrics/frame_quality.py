@@ -2,7 +2,9 @@
 
 Both are computed per frame on [0, 1] pixels and averaged over all frames of all
 videos (the frame-prediction convention); SSIM uses the usual 11x11 Gaussian
-window (sigma 1.5) from torchmetrics.
+window (sigma 1.5) from torchmetrics, shrunk to the largest odd size that fits frames
+smaller than 12 pixels. The one SSIM of the project: tokenizer validation, `nbp eval recon`
+and `nbp eval k600` all use `frame_ssim`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
-
 
 
 def frame_psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -23,7 +24,9 @@ def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM of every frame of (B, C, T, H, W) [0, 1] videos -> (B, T)."""
     b, c, t, h, w = pred.shape
     as_images = lambda v: v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).float()  # noqa: E731
-    values = structural_similarity_index_measure(as_images(pred), as_images(target), data_range=1.0, reduction="none")
+    kernel = min(11, (min(h, w) - 1) | 1)  # the window must fit inside the frame
+    values = structural_similarity_index_measure(as_images(pred), as_images(target), data_range=1.0,
+                                                 kernel_size=kernel, reduction="none")
     return values.reshape(b, t).double()
 
 

@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from nbp.devices import add_device_argument
 from nbp.errors import UserError
 from nbp.files import sha256_file
 
@@ -25,7 +26,7 @@ def add_generation_args(parser) -> None:
     parser.add_argument("--cfg_scale", "--cfg-scale", type=float, default=1.0, help="1 = no classifier-free guidance")
     parser.add_argument("--fps", type=float, default=8, help="frame rate real clips are resampled to")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
-    parser.add_argument("--device", type=str, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default=None,
                         help="float32 | bfloat16 | float16 for the transformer and the tokenizer "
                              "(default: bfloat16 on CUDA, float32 on CPU)")
@@ -54,8 +55,7 @@ def check_generation_args(args) -> None:
 
 def load_generator(model_path: str, tokenizer_path: str, device: torch.device, dtype=None):
     """(model, tokenizer, checksums) on `device`, checked to fit each other; transformer weights in `dtype`."""
-    from nbp.commands.tokenize import load_tokenizer
-    from nbp.sampling import check_compatible, load_model
+    from nbp.sampling import check_compatible, load_model, load_tokenizer
 
     model = load_model(model_path, device, dtype)
     tokenizer = load_tokenizer(tokenizer_path, device)
@@ -141,11 +141,11 @@ def shard_generator(device: torch.device, seed: int, shard: int) -> torch.Genera
 
 def fill_shards(shards, rank: int, world: int, make_shard) -> int:
     """Generate every missing shard of this rank with `make_shard(index) -> (videos, cond)`; returns how many."""
-    from tqdm import tqdm
+    from nbp.progress import progress
 
     todo = shards.missing(rank, world)
     total = sum(len(shards.shard_range(k)) for k in todo)
-    with tqdm(total=total, desc="generating", unit="video", file=sys.stderr, disable=None) as bar:
+    with progress(total=total, desc="generating", unit="video") as bar:
         for index in todo:
             videos, cond = make_shard(index)
             shards.write(index, videos, cond)

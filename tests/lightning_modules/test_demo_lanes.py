@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_modules.demo_lanes import TrainJob, plan_lanes, train_side_by_side
-from nbp.demo_runner import Budget
+from lightning_modules.demo.lanes import TrainJob, plan_lanes, train_side_by_side
+from lightning_modules.demo.runner import Budget
 from nbp.errors import UserError
 
 
@@ -72,6 +72,7 @@ def test_transformer_seconds_fill_the_same_stage_time_whatever_the_lanes(lanes):
     assert longest_lane == pytest.approx(stage)
 
 
+@pytest.mark.slow
 def test_jobs_run_in_their_own_processes_at_most_lanes_at_once(tmp_path):
     # a can only finish once b runs beside it, b once c does: with 2 lanes, c must take a's lane.
     todo = [TrainJob("a", {"wait_for": "b"}, tmp_path / "a", 1.0), TrainJob("b", {"wait_for": "c"}, tmp_path / "b", 1.0),
@@ -84,6 +85,7 @@ def test_jobs_run_in_their_own_processes_at_most_lanes_at_once(tmp_path):
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.slow
 def test_a_user_error_in_one_job_stops_the_others_and_keeps_its_message(tmp_path):
     started = time.perf_counter()
     with pytest.raises(UserError, match=r"NBPConfig.block=\(3, 1, 1\) is invalid"):
@@ -92,6 +94,7 @@ def test_a_user_error_in_one_job_stops_the_others_and_keeps_its_message(tmp_path
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_with_its_exit_code(tmp_path):
     with pytest.raises(RuntimeError, match=r"the a transformer stopped without a result \(exit code 3\)"):
         train_side_by_side(jobs(tmp_path, {"a": 1.0}), lanes=2, threads=1, work=dying_work)

@@ -18,6 +18,8 @@ from tests.lightning_modules.launch import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 GLOBAL_BATCH = 8
 
 

@@ -9,7 +9,7 @@ import yaml
 from torch import nn
 
 from lightning_modules.nbp_module import NBPModule
-from lightning_modules.optim import build_adamw, fused_available, split_decay_parameters, warmup_cosine
+from nbp.optim import build_adamw, fused_available, split_decay_parameters, warmup_cosine
 from lightning_modules.token_data import TokenDataModule
 from nbp.config import NBPConfig
 from nbp.errors import UserError
@@ -212,3 +212,12 @@ def test_on_the_fly_batches_hold_the_same_tokens_as_the_cache(synthetic_root, tm
     for i in range(4):
         assert torch.equal(batch["tokens"][i], cache[i]["tokens"])
         assert int(batch["label"][i]) == cache[i]["label"]
+
+
+def test_unlabelled_videos_are_refused_before_the_batch_moves_to_the_device():
+    module = NBPModule(preset="tiny", overrides=dict(vocab_size=VOCAB, grid=list(GRID), block=[1, 2, 2],
+                                                     condition="class", num_classes=CLASSES, **SMALL))
+    batch = {"tokens": torch.zeros(2, *GRID, dtype=torch.long), "label": torch.tensor([1, 2])}
+    assert module.on_before_batch_transfer(batch, 0) is batch
+    with pytest.raises(UserError, match="unlabelled videos"):
+        module.on_before_batch_transfer({**batch, "label": torch.tensor([1, -1])}, 0)

@@ -31,6 +31,7 @@ from tests.lightning_modules.launch import (
 MAX_STEPS = 9  # 6 batches per epoch: the resumed run crosses into epoch 1 (a new shuffle)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights_and_data(tmp_path):
     # Uninterrupted reference (in this process: no second Lightning import).
     ref = tmp_path / "ref"
@@ -87,6 +88,7 @@ def test_last_resolution_skips_truncated_and_partial_files(tmp_path, monkeypatch
     assert callback._find_last_checkpoints(FakeTrainer()) == {str(tmp_path / "step=4.ckpt")}
 
 
+@pytest.mark.slow
 def test_kill_mid_write_leaves_previous_checkpoint(tmp_path):
     """A process SIGKILLed while writing last.ckpt leaves the old last.ckpt whole."""
     target = tmp_path / "last.ckpt"

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nbp_module import NBPModule, given_overrides
-from lightning_modules.optim import adam_kernel
+from nbp.optim import adam_kernel
 from nbp.cli import main as nbp_main
 from tests.lightning_modules.launch import (assert_same_weights, fit_in_process, load_weights, nbp_fit_command,
                                             popen, read_steps, run_subprocess, toy_config, write_config)

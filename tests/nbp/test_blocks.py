@@ -87,3 +87,24 @@ def test_wrong_shapes_are_rejected():
         layout.grid_to_seq(torch.zeros(1, 2, 4, 5, dtype=torch.long))
     with pytest.raises(ValueError):
         layout.seq_to_grid(torch.zeros(1, 31, dtype=torch.long))
+
+
+def test_config_layouts_are_built_once_and_follow_field_changes():
+    from nbp.config import NBPConfig
+
+    cfg = NBPConfig(vocab_size=16, grid=(3, 4, 4), block=(1, 1, 4), condition="frames", context_frames=1,
+                    n_layer=1, n_head=2, n_embd=16)
+    assert cfg.layout is cfg.layout and cfg.mask_spec is cfg.mask_spec and cfg.context_layout is cfg.context_layout
+    assert cfg.layout.grid == (2, 4, 4) and cfg.mask_spec.block_len == 4
+    cfg.block = (1, 2, 4)  # a changed field gives new derived values, not stale ones
+    assert cfg.layout.block == (1, 2, 4) and cfg.mask_spec.block_len == 8 and cfg.context_layout.block == (1, 2, 4)
+
+
+def test_permutations_are_copied_to_a_device_once():
+    layout = BlockLayout((2, 4, 4), (1, 2, 2))
+    ids = torch.arange(2 * 32).view(2, 2, 4, 4)
+    seq = layout.grid_to_seq(ids)
+    first = layout._permutation("seq_to_flat", ids.device)
+    layout.grid_to_seq(ids)
+    assert layout._permutation("seq_to_flat", ids.device) is first
+    assert torch.equal(layout.seq_to_grid(seq), ids)

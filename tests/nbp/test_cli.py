@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from nbp.cli import COMMANDS, main
 
 
@@ -16,6 +18,7 @@ def test_unknown_subcommand_lists_valid_names(capsys):
     assert "nbp bench nope" in err and "sampling" in err
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point_prints_usage():
     out = subprocess.run([sys.executable, "-m", "nbp", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

@@ -402,3 +402,17 @@ def test_model_file_from_before_hybrid_blocks_loads_as_one_block(tmp_path):
     assert loaded.config.hybrid_blocks == 1 and loaded.config.decode_steps == 4 + 12 - 1
     video, cond = tokens(model), sample_cond(model, 2)
     torch.testing.assert_close(loaded(video, cond), model(video, cond), atol=0, rtol=0)
+
+
+def test_token_cross_entropy_matches_the_definition_in_float64():
+    from nbp.model import token_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, generator=g).to(torch.bfloat16)
+    targets = torch.randint(0, 7, (2, 5), generator=g)
+    x = logits.double()
+    expected = (x.exp().sum(-1).log() - x.gather(-1, targets[..., None]).squeeze(-1))  # -log softmax at the target
+    per_token = token_cross_entropy(logits, targets, reduction="none")
+    assert per_token.shape == (2, 5) and per_token.dtype == torch.float32
+    torch.testing.assert_close(per_token.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(token_cross_entropy(logits, targets).double(), expected.mean(), rtol=1e-5, atol=1e-5)

@@ -30,3 +30,16 @@ def test_identical_videos_have_ssim_one_and_a_large_psnr():
     assert scores["ssim"] == pytest.approx(1.0, abs=1e-5) and scores["psnr"] >= 99
     with pytest.raises(ValueError, match="must be equal"):
         metric.update(video, video[:, :, :1])
+
+
+def test_one_ssim_for_every_caller_and_tiny_frames():
+    from lightning_modules import tokenizer_module
+    from nbp.commands import eval_recon
+    from nbp.metrics.frame_quality import frame_ssim
+
+    assert eval_recon.frame_ssim is frame_ssim and tokenizer_module.frame_ssim is frame_ssim
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(2, 3, 3, 6, 6, generator=g)  # frames smaller than the 11-pixel window
+    assert torch.allclose(frame_ssim(video, video.clone()), torch.ones(2, 3, dtype=torch.float64), atol=1e-5)
+    noisy = (video + 0.2 * torch.randn(video.shape, generator=g)).clamp(0, 1)
+    assert (frame_ssim(noisy, video) < 0.95).all()

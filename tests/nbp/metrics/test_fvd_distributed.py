@@ -7,6 +7,8 @@ import torch.multiprocessing as mp
 
 from nbp.metrics.fvd import FrechetVideoDistance
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 DIM = 12
 
 

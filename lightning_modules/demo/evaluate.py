@@ -1,5 +1,5 @@
 """What `nbp demo` does with trained models: tokenizer quality, class samples, NBP vs NTP timing,
-frame prediction. Plain PyTorch (the training side lives in lightning_modules/demo_train.py).
+frame prediction. Plain PyTorch (the training side lives in lightning_modules/demo/train.py).
 
 Every function writes its files under a given folder and returns a JSON-able dict of numbers
 and paths (what goes into summary.json).
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nbp import pixels
-from nbp.data.synthetic import count_objects, object_centres, object_colours, shown_colours
+from lightning_modules.demo.judges import count_objects, object_centres, shown_colours
+from nbp.data.synthetic import object_colours
 from nbp.metrics.frame_quality import FrameQuality
+from nbp.progress import progress
 from nbp.sampling import check_compatible, context_pixel_frames, generate_tokens, tokens_to_video
 from nbp.sampling_controls import SamplingControls
 from nbp.video_io import write_gif, write_mp4, write_png_grid
@@ -56,8 +56,7 @@ def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8
     quality = FrameQuality()
     hits = []
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
-    for start in tqdm(range(0, len(videos), batch_size), desc="tokenizer: held-out reconstruction", unit="batch",
-                      file=sys.stderr):
+    for start in progress(range(0, len(videos), batch_size), desc="tokenizer: held-out reconstruction", unit="batch"):
         real = torch.stack(videos[start:start + batch_size])
         ids = tokenizer.encode(pixels.to_model(real))
         recon = pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(ids)))
@@ -157,7 +156,7 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for index, video in enumerate(tqdm(videos, desc="samples: writing mp4", unit="video", file=sys.stderr)):
+    for index, video in enumerate(progress(videos, desc="samples: writing mp4", unit="video")):
         class_id, number = divmod(index, per_class)
         path = folder / f"{class_names[class_id]}_{number:02d}.mp4"
         write_mp4(path, video, fps=fps)
@@ -214,7 +213,7 @@ def frame_prediction(model, tokenizer, items: list[dict], class_names: list[str]
     generator = seeded_generator(model, seed)
     quality, copy_baseline = FrameQuality(), FrameQuality()
     truths, predictions = [], []
-    for chunk in tqdm(list(batches(items, batch_size)), desc="frame prediction", unit="batch", file=sys.stderr):
+    for chunk in progress(list(batches(items, batch_size)), desc="frame prediction", unit="batch"):
         real = torch.stack([item["video"] for item in chunk])
         grid, _ = generate_tokens(model, tokenizer, cond=real[:, :, :context], controls=controls, generator=generator)
         predicted = tokens_to_video(tokenizer, grid).cpu()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,10 +25,10 @@ from typing import Callable
 
 import torch
 from lightning.pytorch import Callback
-from tqdm import tqdm
 
-from nbp.demo_runner import log
+from lightning_modules.demo.runner import log
 from nbp.errors import UserError
+from nbp.progress import progress
 
 POLL_SECONDS = 0.5  # how often the parent looks at its workers and redraws the bar
 
@@ -71,7 +70,7 @@ class StepReporter(Callback):
 
 def _work(job: TrainJob, threads: int, messages) -> None:
     """A worker process: train one job and send ("done", job, result) or ("error", job, text, is_user_error)."""
-    from lightning_modules.demo_train import train_transformer
+    from lightning_modules.demo.train import train_transformer
 
     torch.set_num_threads(threads)
     try:
@@ -89,7 +88,7 @@ def _work(job: TrainJob, threads: int, messages) -> None:
 
 
 def train_one_after_another(jobs: list[TrainJob]) -> dict[str, dict]:
-    from lightning_modules.demo_train import train_transformer
+    from lightning_modules.demo.train import train_transformer
 
     results = {}
     for job in jobs:
@@ -115,9 +114,9 @@ def train_side_by_side(jobs: list[TrainJob], lanes: int, threads: int, work: Cal
     waiting, running, results, steps = list(jobs), {}, {}, {}
     folders = {job.name: job.folder for job in jobs}
     started = time.perf_counter()
-    bar = tqdm(total=round(sum(job.seconds for job in jobs) / lanes), file=sys.stderr,
-               desc=f"training {len(jobs)} transformers, {lanes} at once",
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
+    bar = progress(total=round(sum(job.seconds for job in jobs) / lanes), unit="s",
+                   desc=f"training {len(jobs)} transformers, {lanes} at once",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
 
     def handle(message: tuple) -> None:
         kind, name, *payload = message

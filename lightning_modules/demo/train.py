@@ -22,7 +22,7 @@ from lightning_modules.cli import NBPLightningCLI, quiet_known_warnings
 from nbp.errors import UserError
 from nbp.files import write_bytes_atomic
 
-CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 
 
 def load_config(relative: str) -> dict:

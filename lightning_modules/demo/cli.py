@@ -12,7 +12,7 @@ Stages (each in its own folder under --out, each reused by a rerun once finished
                     latent frame token by token, then one latent row per block), its NTP twin (block
                     1x1x1, the same time) and a frame-prediction NBP model (2 latent frames = 5 pixel
                     frames as the prefix); on a CPU with 2+ threads in two or three processes at once
-                    (lightning_modules/demo_lanes.py)
+                    (lightning_modules/demo/lanes.py)
   sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
                     NBP and NTP sampling of the same batch timed -> speedup; both batches' colour check
   frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest and
@@ -32,7 +32,8 @@ from jsonargparse import ArgumentParser
 
 from nbp.data import DatasetConfig, build_dataset
 from nbp.data.synthetic import CLASS_NAMES, num_objects
-from nbp.demo_runner import Budget, StageRunner, log
+from lightning_modules.demo.runner import Budget, StageRunner, log
+from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, write_json_atomic
 from nbp.sampling_controls import SamplingControls
@@ -138,8 +139,7 @@ def choose_threads(requested: int) -> int:
 
 
 def resolve_device(name: str) -> str:
-    from nbp.devices import pick_device
-
+    """"cpu" or "cuda": the demo runs on one device kind (Lightning's accelerator names it)."""
     return pick_device(name).type
 
 
@@ -159,8 +159,8 @@ def stage_data(folder: Path, minutes: float, seed: int) -> dict:
 
 
 def stage_tokenizer(folder: Path, data_root: Path, budget: Budget, device: str) -> dict:
-    from lightning_modules.demo_train import load_config, set_path, train_with_budget
-    from nbp.demo_eval import tokenizer_quality
+    from lightning_modules.demo.train import load_config, set_path, train_with_budget
+    from lightning_modules.demo.evaluate import tokenizer_quality
     from tokenizer import VideoTokenizer
 
     config = load_config("tokenizer/synthetic.yaml")
@@ -197,7 +197,7 @@ def stage_tokens(folder: Path, data_root: Path, tokenizer_path: Path, device: st
 
 
 def _transformer_config(name: str, caches: dict, device: str, **overrides) -> dict:
-    from lightning_modules.demo_train import load_config, set_path
+    from lightning_modules.demo.train import load_config, set_path
 
     config = load_config(name)
     model_overrides = {**config["model"]["init_args"].get("overrides", {}), **MODEL_OVERRIDES, **overrides}
@@ -214,7 +214,7 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
 
 
 def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: int) -> dict:
-    from lightning_modules.demo_lanes import TrainJob, plan_lanes, train_jobs
+    from lightning_modules.demo.lanes import TrainJob, plan_lanes, train_jobs
 
     configs = {
         "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
@@ -235,7 +235,7 @@ def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: 
 
 
 def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: float, seed: int, device: str) -> dict:
-    from nbp.demo_eval import class_samples
+    from lightning_modules.demo.evaluate import class_samples
     from nbp.sampling import load_model
     from tokenizer import VideoTokenizer
 
@@ -248,7 +248,7 @@ def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: floa
 
 def stage_frame_prediction(folder: Path, models: dict, tokenizer_path: Path, data_root: Path, minutes: float,
                            seed: int, device: str) -> dict:
-    from nbp.demo_eval import frame_prediction
+    from lightning_modules.demo.evaluate import frame_prediction
     from nbp.sampling import load_model
     from tokenizer import VideoTokenizer
 
@@ -351,7 +351,7 @@ def build_parser(prog: str) -> ArgumentParser:
                                                    "(data, tokenizer, token cache, NBP + NTP, samples, frame prediction).")
     parser.add_argument("--out", type=str, default="runs/demo", help="output folder; a rerun reuses finished stages")
     parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads; 0: one per core, or 1 when the machine is already busy")
