@@ -1,0 +1,83 @@
+"""Time the block draw against the output head it follows, in one process.
+
+    python3 scripts/bench_draw.py [--against main] [--threads 1]
+
+A (16, 64000) float32 block of logits from the head F.linear(x (16, 128), W (64000, 128)),
+drawn with top-k 16000, top-p 0.9, temperature 1. The calls are interleaved (head, draw,
+then the draw of `--against`, a git revision) so load on the machine hits them alike;
+each figure is the best of the rounds. Prints one JSON line; "draw_over_head" is the target (<= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from nbp.sampling_controls import SamplingControls, draw
+
+
+def draw_at_revision(revision: str):
+    """The `draw` of nbp/sampling_controls.py as it is at a git revision."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "show", f"{revision}:nbp/sampling_controls.py"], cwd=root,
+                            check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "sampling_controls_at_revision.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("sampling_controls_at_revision", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.draw
+
+
+def best_seconds(fn, calls: int) -> float:
+    """Best of `calls` single calls."""
+    best = float("inf")
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", help="also time the draw of this git revision (e.g. main)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--vocab", type=int, default=64000)
+    parser.add_argument("--width", type=int, default=128)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(args.rows, args.width, generator=generator)
+    weight = torch.randn(args.vocab, args.width, generator=generator) * (2 / args.width ** 0.5)
+    logits = F.linear(x, weight)  # about N(0, 4): the spread of a trained model's logits
+    controls = SamplingControls(temperature=1.0, top_k=16000, top_p=0.9)
+    contenders = {"head": lambda: F.linear(x, weight), "draw": lambda: draw(logits, controls, generator)}
+    if args.against:
+        old_draw = draw_at_revision(args.against)
+        contenders[f"draw_{args.against}"] = lambda: old_draw(logits, controls, generator)
+    best = {name: float("inf") for name in contenders}
+    for _ in range(args.rounds):
+        for name, fn in contenders.items():
+            best[name] = min(best[name], best_seconds(fn, 3))
+    report = {name: round(seconds * 1e3, 3) for name, seconds in best.items()}
+    report = {"ms": report, "draw_over_head": round(best["draw"] / best["head"], 3)}
+    if args.against:
+        report[f"draw_{args.against}_over_head"] = round(best[f"draw_{args.against}"] / best["head"], 3)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
