@@ -31,6 +31,7 @@ from nbp.errors import UserError
 
 BUCKETS = 2048  # histogram resolution: a boundary bucket holds ~V/BUCKETS tokens to sort
 SMALL_K_FRACTION = 64  # top-k of at most 1/64 of the vocabulary goes through `topk` instead
+CHUNK = 1024  # the draw sums the vocabulary in chunks of this many tokens, then searches one chunk
 SPAN = 32.0  # logits (after temperature) further below the max share the last bucket; exp(-32) ~ 1e-14
 
 
@@ -252,9 +253,34 @@ def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Gene
     if controls.temperature != 1.0:
         z = z / controls.temperature
     threshold, weights = keep_threshold(z, controls.top_k, controls.top_p)
-    cdf = torch.cumsum(weights.mul_(z >= threshold), dim=-1)
+    # a float mask from `ge` and a multiply: much cheaper on CPU than a bool mask
+    weights *= torch.ge(z, threshold, out=torch.empty_like(z))
     uniform = torch.rand((z.shape[0], 1), device=z.device, generator=generator)
-    # right=True picks the first index whose cdf exceeds the draw, which never is a
-    # dropped token: its cdf equals its predecessor's.
-    choice = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_max_(z.shape[1] - 1)
-    return choice.view(shape)
+    return _inverse_cdf(weights, uniform).view(shape)
+
+
+def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """(R,) first index whose running sum of `weights` (R, V) exceeds `uniform` (R, 1) times the row's total.
+
+    The same index as `searchsorted(cumsum(weights), uniform * total, right=True)`, whose
+    running sum CPU torch accumulates in float64 and rounds to float32 per entry, but
+    without the running sum over the whole vocabulary: the float64 sums of chunks of CHUNK
+    tokens name the chunk, and the running sum is taken inside that chunk only.
+    right=True picks the first index whose sum exceeds the draw, which never is a dropped
+    token: its sum equals its predecessor's.
+    """
+    rows, vocab = weights.shape
+    size = min(CHUNK, vocab)
+    whole = vocab // size
+    sums = [weights[:, : whole * size].unfold(1, size, size).sum(-1, dtype=torch.float64)]
+    if whole * size < vocab:
+        sums.append(weights[:, whole * size:].sum(-1, keepdim=True, dtype=torch.float64))
+    ends = torch.cumsum(torch.cat(sums, dim=1), dim=1)  # running sum at each chunk's end
+    target = uniform * ends[:, -1:].float()
+    chunk = torch.searchsorted(ends.float(), target, right=True).clamp_max_(ends.shape[1] - 1)
+    start = torch.where(chunk > 0, ends.gather(1, (chunk - 1).clamp_min(0)), 0.0)
+    position = chunk * size + torch.arange(size, device=weights.device)
+    inside = weights.gather(1, position.clamp_max(vocab - 1)).double() * (position < vocab)
+    running = (start + torch.cumsum(inside, dim=1)).float()
+    offset = torch.searchsorted(running, target, right=True).clamp_max_(size - 1)
+    return (chunk * size + offset).clamp_max_(vocab - 1).view(rows)
