@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nbp.errors import UserError
-from nbp.sampling_controls import SamplingControls, draw, filter_logits, guide
+from nbp.sampling_controls import SamplingControls, _inverse_cdf, draw, filter_logits, guide
 
 
 def top_p_filter(logits, p):
@@ -166,3 +166,50 @@ def test_draw_frequencies_follow_the_renormalised_kept_probabilities_with_ties()
     freq = torch.bincount(tokens, minlength=6).float() / tokens.numel()
     tol = 4 * torch.sqrt(probs * (1 - probs) / tokens.numel()) + 1e-9
     assert torch.all((freq - probs).abs() <= tol), (freq, probs)
+
+
+def draw_by_definition(logits: torch.Tensor, keep: torch.Tensor, temperature: float, generator) -> torch.Tensor:
+    """Inverse-CDF sampling as defined: one uniform per row, located in the running sum of the
+    kept tokens' probabilities over the whole vocabulary, in vocabulary order."""
+    z = logits.float() / temperature if temperature != 1.0 else logits.float()
+    weights = torch.exp(z - z.amax(-1, keepdim=True)) * keep
+    cdf = torch.cumsum(weights, dim=-1)
+    uniform = torch.rand((z.shape[0], 1), generator=generator)
+    return torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_max_(z.shape[-1] - 1).view(-1)
+
+
+@pytest.mark.parametrize("case", FILTER_CASES)
+@pytest.mark.parametrize("k,p,temperature", [(None, 0.9, 1.0), (160, 0.9, 0.7), (5, None, 1.0), (None, None, 1.3)])
+def test_draw_picks_the_token_the_definition_picks_for_the_same_uniform(case, k, p, temperature):
+    logits = FILTER_CASES[case](torch.Generator().manual_seed(len(case) * 7 + (k or 0)))
+    z = logits / temperature if temperature != 1.0 else logits
+    expected = draw_by_definition(logits, kept_by_definition(z, k, p), temperature, torch.Generator().manual_seed(3))
+    tokens = draw(logits, SamplingControls(temperature=temperature, top_k=k, top_p=p), torch.Generator().manual_seed(3))
+    assert torch.equal(tokens, expected)
+
+
+@pytest.mark.parametrize("rows,vocab", [(64, 64000), (300, 2500), (40, 1024), (40, 1023), (40, 4097)])
+def test_draw_over_wide_vocabularies_picks_the_definitions_token(rows, vocab):
+    """Vocabularies spanning several summation chunks, whole or with a tail; many draws per row."""
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(vocab)) * 2
+    controls = SamplingControls(top_k=vocab // 4, top_p=0.9)
+    keep = torch.isfinite(filter_logits(logits, controls))  # equal to the definition: tests above
+    for seed in range(5):
+        expected = draw_by_definition(logits, keep, 1.0, torch.Generator().manual_seed(seed))
+        assert torch.equal(draw(logits, controls, torch.Generator().manual_seed(seed)), expected)
+
+
+@pytest.mark.parametrize("vocab", [700, 1024, 3000, 64000])
+def test_inverse_cdf_on_exact_running_sums_picks_the_first_sum_that_exceeds_the_draw(vocab):
+    """Integer weights make every running sum exact, and each draw lands exactly on one of them:
+    the token after it is picked, never a zero-weight (dropped) one, as with a full running sum."""
+    generator = torch.Generator().manual_seed(vocab)
+    weights = torch.randint(0, 3, (32, vocab), generator=generator).float()  # 0 stands for a dropped token
+    cdf = torch.cumsum(weights, dim=-1)
+    landing = torch.randint(0, vocab - 1, (32, 1), generator=generator)
+    uniform = cdf.gather(1, landing) / cdf[:, -1:]
+    target = uniform * cdf[:, -1:]
+    expected = torch.searchsorted(cdf, target, right=True).clamp_max_(vocab - 1).view(-1)
+    assert (target == cdf.gather(1, landing)).float().mean() > 0.5  # the draws do land on the sums
+    tokens = _inverse_cdf(weights, uniform)
+    assert torch.equal(tokens, expected) and (weights.gather(1, tokens[:, None]) > 0).all()
