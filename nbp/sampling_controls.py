@@ -263,25 +263,30 @@ def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Gene
 def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """(R,) first index whose running sum of `weights` (R, V) exceeds `uniform` (R, 1) times the row's total.
 
-    The same index as `searchsorted(cumsum(weights), uniform * total, right=True)`, whose
-    running sum CPU torch accumulates in float64 and rounds to float32 per entry, but
-    without the running sum over the whole vocabulary: the float64 sums of chunks of CHUNK
-    tokens name the chunk, and the running sum is taken inside that chunk only.
-    right=True picks the first index whose sum exceeds the draw, which never is a dropped
-    token: its sum equals its predecessor's.
+    The index `searchsorted(cumsum(weights), uniform * total, right=True)` picks, without
+    the running sum over the whole vocabulary: the sums of chunks of CHUNK tokens name the
+    chunk, and the running sum (float64, rounded to float32 per entry, as CPU `cumsum`
+    does) is taken inside that chunk only. The chunk sums are float32, so where a draw
+    falls within float32 rounding of a token's boundary the neighbour may be picked
+    instead (about one draw in 10 million); the tokens are still drawn from the kept
+    distribution. right=True picks the first index whose sum exceeds the draw, and the
+    pick is held to the last token of positive weight, so a dropped token never is.
     """
     rows, vocab = weights.shape
     size = min(CHUNK, vocab)
     whole = vocab // size
-    sums = [weights[:, : whole * size].unfold(1, size, size).sum(-1, dtype=torch.float64)]
+    sums = [weights[:, : whole * size].unfold(1, size, size).sum(-1)]
     if whole * size < vocab:
-        sums.append(weights[:, whole * size:].sum(-1, keepdim=True, dtype=torch.float64))
-    ends = torch.cumsum(torch.cat(sums, dim=1), dim=1)  # running sum at each chunk's end
-    target = uniform * ends[:, -1:].float()
-    chunk = torch.searchsorted(ends.float(), target, right=True).clamp_max_(ends.shape[1] - 1)
+        sums.append(weights[:, whole * size:].sum(-1, keepdim=True))
+    ends = torch.cumsum(torch.cat(sums, dim=1), dim=1, dtype=torch.float64)  # running sum at each chunk's end
+    ends32 = ends.float()
+    target = uniform * ends32[:, -1:]
+    chunk = torch.minimum(torch.searchsorted(ends32, target, right=True),
+                          torch.searchsorted(ends32, ends32[:, -1:].contiguous()))  # the last chunk with weight
     start = torch.where(chunk > 0, ends.gather(1, (chunk - 1).clamp_min(0)), 0.0)
     position = chunk * size + torch.arange(size, device=weights.device)
     inside = weights.gather(1, position.clamp_max(vocab - 1)).double() * (position < vocab)
     running = (start + torch.cumsum(inside, dim=1)).float()
-    offset = torch.searchsorted(running, target, right=True).clamp_max_(size - 1)
-    return (chunk * size + offset).clamp_max_(vocab - 1).view(rows)
+    offset = torch.minimum(torch.searchsorted(running, target, right=True),
+                           torch.searchsorted(running, running[:, -1:].contiguous()))  # the last token with weight
+    return (chunk * size + offset).view(rows)
