@@ -127,23 +127,19 @@ def _first_reaching(cumulative: torch.Tensor, target: torch.Tensor) -> torch.Ten
 def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.Tensor):
     """The logits of z (R, V) whose bucket is marked in `collect` (R, BUCKETS), per row in
     descending order, padded with -inf: (values, their buckets, BUCKETS as padding)."""
-    vocab = z.shape[1]
+    rows, vocab = z.shape
     inside = collect.reshape(-1).index_select(0, flat_buckets)
-    (flat,) = inside.nonzero(as_tuple=True)
-    rows = torch.div(flat, vocab, rounding_mode="floor")
-    values = z.reshape(-1)[flat]
-    member_buckets = flat_buckets[flat].long() - rows * BUCKETS
-    # order by row, then by descending value: two stable sorts of the few members
-    order = torch.sort(values, descending=True, stable=True).indices
-    order = order[torch.sort(rows[order], stable=True).indices]
-    rows, values, member_buckets = rows[order], values[order], member_buckets[order]
-    counts = torch.bincount(rows, minlength=z.shape[0])
-    slot = torch.arange(rows.numel(), device=z.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    (flat,) = inside.nonzero(as_tuple=True)  # ascending, so grouped by row
+    row = torch.div(flat, vocab, rounding_mode="floor")
+    counts = torch.bincount(row, minlength=rows)
+    slot = torch.arange(flat.numel(), device=z.device) - (torch.cumsum(counts, 0) - counts)[row]
     width = max(int(counts.max()), 1)
-    out = torch.full((z.shape[0], width), float("-inf"), device=z.device)
-    out_buckets = torch.full((z.shape[0], width), BUCKETS, dtype=torch.long, device=z.device)
-    out[rows, slot], out_buckets[rows, slot] = values, member_buckets
-    return out, out_buckets
+    values = torch.full((rows, width), float("-inf"), device=z.device)
+    buckets = torch.full((rows, width), BUCKETS, dtype=torch.long, device=z.device)
+    values[row, slot] = z.reshape(-1)[flat]
+    buckets[row, slot] = flat_buckets[flat].long() - row * BUCKETS
+    values, order = values.sort(dim=1, descending=True)
+    return values, buckets.gather(1, order)
 
 
 def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
