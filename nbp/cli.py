@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 
@@ -73,11 +74,17 @@ def _import_command(module_path: str, prog: str):
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Exit codes: 0 done, 2 a user's mistake (one line), 130 Ctrl-C, 1 a bug."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         module_path, rest, prog = _resolve(argv)
         module = _import_command(module_path, prog)
-        return int(module.main(rest, prog=prog) or 0)
+        code = int(module.main(rest, prog=prog) or 0)
+        if from_command_line:
+            # The work is done and written: a Ctrl-C while the interpreter shuts down (data loader
+            # workers joining) must not turn a finished run into one killed by SIGINT.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     except KeyboardInterrupt:
         _debug_traceback()
         print("nbp: interrupted", file=sys.stderr)

@@ -103,6 +103,8 @@ def make_fixtures(root: Path) -> dict[str, Path]:
     f: dict[str, Path] = {"root": root}
     f["data"] = write_synthetic_dataset(root / "data", videos_per_class=2, frames=17, size=32, fps=8, seed=0)
     f["video"] = sorted(f["data"].glob("*/*.mp4"))[0]
+    # enough videos that tokenizing them outlasts the delay before an interrupt on a busy machine
+    f["data_many"] = write_synthetic_dataset(root / "data_many", videos_per_class=16, frames=17, size=32, fps=8, seed=1)
     torch.manual_seed(0)
     tiny = dict(base_channels=8, norm_groups=4, num_res_blocks=1)
     tokenizer = VideoTokenizer(TokenizerConfig.from_preset("synthetic", **tiny))
@@ -420,8 +422,9 @@ def _cases() -> list[Case]:
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
     add("interrupt/data synthetic", "data synthetic --out {case}/int_synth --videos-per-class 200 --size 64",
         expect="interrupt", interrupt_when="{case}/int_synth/OneSquare")
-    add("interrupt/tokenize with workers", f"tokenize --tokenizer {{tokenizer}} {data} --out {{case}}/int_tok "
-        f"--num-workers 2 --batch-size 1 --shard-size 1 --device cpu", expect="interrupt",
+    add("interrupt/tokenize with workers", "tokenize --tokenizer {tokenizer} --data.kind ucf101 --data.root "
+        "{data_many} --data.size 32 --out {case}/int_tok "
+        "--num-workers 2 --batch-size 1 --shard-size 1 --device cpu", expect="interrupt",
         interrupt_when="{case}/int_tok/meta.json")
     add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
         f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
