@@ -262,10 +262,9 @@ def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     The index `searchsorted(cumsum(weights), uniform * total, right=True)` picks, without
     the running sum over the whole vocabulary: the sums of chunks of CHUNK tokens name the
     chunk, and the running sum (float64, rounded to float32 per entry, as CPU `cumsum`
-    does) is taken inside that chunk only. The chunk sums are float32, so where a draw
-    falls within float32 rounding of a token's boundary the neighbour may be picked
-    instead (about one draw in 10 million); the tokens are still drawn from the kept
-    distribution. right=True picks the first index whose sum exceeds the draw, and the
+    does) is taken inside that chunk only. The chunk sums are float32, so a draw that
+    falls within float32 rounding of a token's boundary may pick the neighbour instead;
+    the tokens are still drawn from the kept distribution. right=True picks the first index whose sum exceeds the draw, and the
     pick is held to the last token of positive weight, so a dropped token never is.
     """
     rows, vocab = weights.shape
