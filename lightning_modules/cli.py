@@ -197,7 +197,18 @@ def main(argv: list[str], prog: str = "nbp train") -> int:
     quiet_known_warnings()
     with held_logs():
         run_cli(argv, prog)
+    leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """Take torch.distributed down before the interpreter does: a rank that exits with its
+    process group still up can abort in the group's destructor ("terminate called without an
+    active exception"), which torchrun reports as a failed run after a finished one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def run_cli(argv: list[str], prog: str) -> None:
