@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import PurePosixPath
 
 import pytest
@@ -18,10 +19,25 @@ CASES = {"ucf": ("ucf_hybrid_tiny.ckpt", "ucf_hybrid_tiny_golden.pt"), "k600": (
 GREEDY = SamplingControls(top_k=1)
 
 
+@functools.cache
+def _loaded(name: str):
+    ckpt, golden = CASES[name]
+    return name, load_official_transformer(DATA / ckpt), load_golden(golden)
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
-    ckpt, golden = CASES[request.param]
-    return request.param, load_official_transformer(DATA / ckpt), load_golden(golden)
+    return _loaded(request.param)
+
+
+@pytest.fixture(scope="module")
+def ucf():
+    return _loaded("ucf")
+
+
+@pytest.fixture(scope="module")
+def k600():
+    return _loaded("k600")
 
 
 def _inputs(model, golden):
@@ -44,10 +60,8 @@ def test_configuration_comes_from_the_file(case):
     assert config.seq_len == golden["input_ids"].shape[1]
 
 
-def test_text_prefix_is_the_shipped_llama_ids(case):
-    name, model, golden = case
-    if name != "ucf":
-        pytest.skip("only UCF-101 has a text prefix")
+def test_text_prefix_is_the_shipped_llama_ids(ucf):
+    _, model, golden = ucf
     cond = torch.tensor([model.config.class_names.index(n) for n in golden["class_names"]])
     shift = golden["vocab_layout"]["text_shift"]
     assert torch.equal(model.class_text[cond] - shift, golden["llama_ids"])
@@ -86,10 +100,8 @@ def test_greedy_sample_matches_golden(case):
     assert torch.equal(config.layout.seq_to_grid(seq).flatten(1), want)
 
 
-def test_generate_takes_class_names_and_ids(case):
-    name, model, golden = case
-    if name != "ucf":
-        pytest.skip("class names are a UCF-101 model's")
+def test_generate_takes_class_names_and_ids(ucf):
+    _, model, golden = ucf
     by_name, _ = generate_tokens(model, cond=list(golden["class_names"]), controls=GREEDY)
     ids = [model.config.class_names.index(n) for n in golden["class_names"]]
     by_id = generate(model, cond=ids, top_k=1)
@@ -99,10 +111,8 @@ def test_generate_takes_class_names_and_ids(case):
         generate_tokens(model, cond=["NoSuchClass"])
 
 
-def test_generate_continues_a_context_token_grid(case):
-    name, model, golden = case
-    if name != "k600":
-        pytest.skip("context frames are a K600 model's")
+def test_generate_continues_a_context_token_grid(k600):
+    _, model, golden = k600
     config = model.config
     context = golden["context_ids"].view(-1, config.context_frames, *config.grid[1:])
     grid = generate(model, cond=context, top_k=1)
