@@ -67,6 +67,11 @@ class Result:
         return found
 
 
+# tokenizer files that are no tokenizer: missing, empty, text, cut short, a model file
+BAD_TOKENIZERS = {"tokenizer missing": "{missing}.pt", "tokenizer empty": "{empty_pt}", "tokenizer text": "{text_pt}",
+                  "tokenizer truncated": "{truncated_pt}", "tokenizer is a model": "{model_class}"}
+
+
 def holds_a_file(path: Path) -> bool:
     """A file at `path` or anywhere below it (an empty folder left behind writes nothing)."""
     if path.is_dir():
@@ -245,9 +250,7 @@ def _cases() -> list[Case]:
         "data.bogus": "--data.bogus 1",
     }.items():
         add(f"tokenize/{name}", f"{tok} {extra}", must_not_exist=[tok_out])
-    for name, path in {"tokenizer missing": "{missing}.pt", "tokenizer empty": "{empty_pt}",
-                       "tokenizer text": "{text_pt}", "tokenizer truncated": "{truncated_pt}",
-                       "tokenizer is a model": "{model_class}", "tokenizer is a folder": "{a_folder}"}.items():
+    for name, path in {**BAD_TOKENIZERS, "tokenizer is a folder": "{a_folder}"}.items():
         add(f"tokenize/{name}", f"tokenize --tokenizer {path} {data} --out {tok_out}", must_not_exist=[tok_out])
     add("tokenize/data root missing", f"tokenize --tokenizer {{tokenizer}} --data.kind ucf101 --data.root {{missing}} "
         f"--out {tok_out}", must_not_exist=[tok_out])
@@ -280,9 +283,8 @@ def _cases() -> list[Case]:
         "model missing": ("{missing}.pt", "{tokenizer}"), "model empty": ("{empty_pt}", "{tokenizer}"),
         "model text": ("{text_pt}", "{tokenizer}"), "model text .ckpt": ("{text_ckpt}", "{tokenizer}"),
         "model truncated .ckpt": ("{truncated_ckpt}", "{tokenizer}"), "model is a tokenizer": ("{tokenizer}", "{tokenizer}"),
-        "model is a folder": ("{a_folder}", "{tokenizer}"), "tokenizer missing": ("{model_class}", "{missing}.pt"),
-        "tokenizer empty": ("{model_class}", "{empty_pt}"), "tokenizer text": ("{model_class}", "{text_pt}"),
-        "tokenizer truncated": ("{model_class}", "{truncated_pt}"), "tokenizer is a model": ("{model_class}", "{model_class}"),
+        "model is a folder": ("{a_folder}", "{tokenizer}"),
+        **{name: ("{model_class}", path) for name, path in BAD_TOKENIZERS.items()},
         "vocab mismatch": ("{model_wrong_vocab}", "{tokenizer}"),
         "temporal compression mismatch": ("{model_class}", "{tokenizer_t2}"),
     }.items():
