@@ -1,4 +1,4 @@
-"""What a synthetic frame shows: objects counted, colours seen, centres tracked.
+"""What a synthetic frame shows: objects counted, colours seen, shapes told apart, centres tracked.
 
 The demo scores generated videos with these: a real video of class c shows `class_colours(c)` and
 `num_objects(c)` objects in (almost) every frame, so any difference is the generator's mistake.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbp.data.synthetic import COLOURS, object_size
+from nbp.data.synthetic import COLOURS, object_size, shape_mask
 
 
 def shown_colours(video: np.ndarray, min_pixels: int = 40, tolerance: int = 60) -> list[int]:
@@ -44,6 +44,55 @@ def count_objects(video: np.ndarray, min_pixels: int | None = None, tolerance: i
             if found:
                 counts[t] += int((np.bincount(labels.ravel())[1:] >= min_pixels).sum())
     return counts
+
+
+def object_fills(video: np.ndarray, tolerance: int = 60) -> np.ndarray:
+    """Fill of its bounding box of every object seen whole in a uint8 (T, H, W, C) clip: a flat float array.
+
+    A square fills its box (1.0), a disc about pi/4 (0.8 at 10-13 px). Only regions of one palette
+    colour whose box is within a third of an object's side of a whole object's in both directions
+    are measured, so a fragment or two merged objects of one colour give no measurement instead of
+    a wrong one. Pixels of another object inside the box count as unknown rather than empty: a
+    square with a corner hidden behind another object still fills what is visible of its box.
+    """
+    from scipy import ndimage
+
+    side = object_size(video.shape[1])
+    masks = _palette_masks(video, tolerance)  # T H W K
+    anything = masks.any(axis=-1)
+    neighbours = np.ones((3, 3), dtype=bool)
+    fills = []
+    for t in range(len(video)):
+        for k in range(len(COLOURS)):
+            labels, found = ndimage.label(masks[t, :, :, k], structure=neighbours)
+            for index, box in enumerate(ndimage.find_objects(labels), start=1):
+                height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+                if not all(abs(extent - side) <= side / 3 for extent in (height, width)):
+                    continue
+                # Pixels of other objects inside the box may hide part of this one: they count as unknown.
+                box_mask = (labels[box] == index)
+                known = height * width - int((anything[t][box] & ~box_mask).sum())
+                if known >= height * width / 2:
+                    fills.append(box_mask.sum() / known)
+    return np.asarray(fills, dtype=np.float64)
+
+
+def square_fill_threshold(size: int) -> float:
+    """Fill between a disc's and a square's at this frame size: above it an object counts as a square."""
+    return (1.0 + float(shape_mask(object_size(size), circle=True).mean())) / 2
+
+
+def looks_square(video: np.ndarray, tolerance: int = 60) -> bool | None:
+    """Do the objects of a uint8 (T, H, W, C) clip look square (True) or round (False)?
+
+    A vote over every object seen whole in every frame (`object_fills`); None when no object is
+    ever seen whole or the vote is tied, which a checker should count as wrong.
+    """
+    fills = object_fills(video, tolerance)
+    squares = int((fills >= square_fill_threshold(video.shape[1])).sum())
+    if not len(fills) or 2 * squares == len(fills):
+        return None
+    return 2 * squares > len(fills)
 
 
 def object_centres(video: np.ndarray, min_pixels: int = 10, tolerance: int = 60) -> np.ndarray:

@@ -63,7 +63,7 @@ def object_size(size: int) -> int:
     return max(1, round(size / 5))
 
 
-def _shape_mask(side: int, circle: bool) -> np.ndarray:
+def shape_mask(side: int, circle: bool) -> np.ndarray:
     """Boolean (side, side) stamp: all True for a square, a disc for a circle."""
     if not circle:
         return np.ones((side, side), dtype=bool)
@@ -95,7 +95,7 @@ def render_video(class_id: int, frames: int, size: int, rng: np.random.Generator
     pos = rng.uniform(0.0, limit, size=(count, 2))  # (y, x) top-left corners, float
     speed = rng.integers(1, 4, size=(count, 2)) * (size / 64)
     vel = speed * rng.choice([-1.0, 1.0], size=(count, 2))
-    stamp = _shape_mask(side, is_circle(class_id))
+    stamp = shape_mask(side, is_circle(class_id))
 
     video = np.zeros((frames, size, size, 3), dtype=np.uint8)
     for t in range(frames):
