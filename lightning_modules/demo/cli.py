@@ -31,14 +31,14 @@ import torch
 from jsonargparse import ArgumentParser
 
 from nbp.data import DatasetConfig, build_dataset
-from nbp.data.synthetic import CLASS_NAMES, num_objects
+from nbp.data.synthetic import CLASS_NAMES, is_circle, num_objects
 from lightning_modules.demo.runner import Budget, StageRunner, log
 from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, write_json_atomic
 from nbp.sampling_controls import SamplingControls
 
-FRAMES, SIZE, FPS = 17, 32, 8  # the synthetic pipeline: 17x32x32 clips -> a 5x8x8 token grid
+FRAMES, SIZE, FPS = 17, 48, 8  # the synthetic pipeline: 17x48x48 clips (10-px objects) -> a 5x6x6 token grid
 CONTEXT_LATENT_FRAMES = 2  # frame prediction: 2 latent frames = 5 pixel frames of context
 
 # Transformer settings the demo changes from configs/nbp/synthetic.yaml to learn within minutes on a CPU.
@@ -57,7 +57,7 @@ MODEL_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64}
 # frames with the class's number of objects 81% and 84% instead of 69% and 78%, for tokenizer PSNRs
 # 0.3-0.6 dB lower (27.5 and 27.8 dB against 27.8 and 28.4). The price: at those frames objects now hop
 # a little (mean move 3.4 and 2.9 px against 2.7 and 2.2 px; in real clips 1.5 px).
-TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1}
+TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1, "spatial_downsample": 8}
 # The colour anchor (LossConfig.anchor_weight): each code must carry the mean colour of its own pixels.
 # Without it the tokenizer spread an object's colour over neighbouring codes (a code told 0.4 of the 2.6
 # bits of its object's colour) and the samples changed colour every latent frame; with it a code tells
@@ -169,6 +169,8 @@ def stage_tokenizer(folder: Path, data_root: Path, budget: Budget, device: str) 
     # (a split rendered on the fly, such as the config's validation videos, stays as it is).
     data_args = config["data"]["init_args"]
     for split in ("train", "val"):
+        if data_args.get(split) is not None:
+            data_args[split] = {**data_args[split], "size": SIZE}
         if data_args.get(split) is not None and data_args[split].get("root"):
             data_args[split] = {**data_args[split], "kind": "synthetic", "root": str(data_root)}
     set_path(config, "model.init_args.export_path", str(folder / "tokenizer.pt"))
@@ -180,7 +182,8 @@ def stage_tokenizer(folder: Path, data_root: Path, budget: Budget, device: str) 
     test = build_dataset(dataset_config(data_root, "test"))
     items = [test[i] for i in range(len(test))]
     scores = tokenizer_quality(tokenizer, [item["video"] for item in items],
-                               objects=[num_objects(int(item["label"])) for item in items])
+                               objects=[num_objects(int(item["label"])) for item in items],
+                               squares=[not is_circle(int(item["label"])) for item in items])
     return {**scores, "steps": int(module.generator_steps), "path": str(folder / "tokenizer.pt")}
 
 
@@ -201,7 +204,9 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
 
     config = load_config(name)
     model_overrides = {**config["model"]["init_args"].get("overrides", {}), **MODEL_OVERRIDES, **overrides}
-    model_overrides.pop("vocab_size", None)  # filled from the token cache: the demo's tokenizer decides it
+    # vocab_size and grid are filled from the token cache: the demo's tokenizer decides them
+    model_overrides.pop("vocab_size", None)
+    model_overrides.pop("grid", None)
     set_path(config, "model.init_args.overrides", model_overrides)
     set_path(config, "model.init_args.lr", MODEL_LR)
     set_path(config, "model.init_args.warmup_steps", 0)  # the demo's warm-up is by time (TimeBudgetSchedule)
@@ -216,11 +221,13 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
 def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: int) -> dict:
     from lightning_modules.demo.lanes import TrainJob, plan_lanes, train_jobs
 
+    width = caches["train"]["grid"][-1]  # tokens per latent row at the demo's frame size
     configs = {
-        "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
+        # one latent row per block, the whole first latent frame token by token
+        "nbp": _transformer_config("nbp/synthetic.yaml", caches, device, block=[1, 1, width], hybrid_blocks=width),
         # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel;
         # and no class to add everywhere: the frame model's condition is the context frames
-        "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
+        "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames", block=[1, 1, width],
                                       context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1,
                                       class_every_position=False,
                                       **FRAME_MODEL_OVERRIDES),
@@ -243,7 +250,8 @@ def stage_sample(folder: Path, models: dict, tokenizer_path: Path, minutes: floa
     nbp, ntp = load_model(models["nbp"]["path"], device), load_model(models["ntp"]["path"], device)
     return class_samples(nbp, ntp, tokenizer, list(CLASS_NAMES), samples_per_class(minutes), folder / "videos",
                          CLASS_SAMPLING, seed=seed, fps=FPS,
-                         objects_per_class=[num_objects(c) for c in range(len(CLASS_NAMES))])
+                         objects_per_class=[num_objects(c) for c in range(len(CLASS_NAMES))],
+                         squares_per_class=[not is_circle(c) for c in range(len(CLASS_NAMES))])
 
 
 def stage_frame_prediction(folder: Path, models: dict, tokenizer_path: Path, data_root: Path, minutes: float,
@@ -279,7 +287,8 @@ def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float)
                 "train_steps": models[name]["steps"], "block": models[name]["block"],
                 # .get: absent from a sample stage finished by an older release
                 "colours_right": sample[name].get("colours_right"), "objects_right": sample[name].get("objects_right"),
-                "counts_right": sample[name].get("counts_right")}
+                "counts_right": sample[name].get("counts_right"), "shapes_right": sample[name].get("shapes_right"),
+                "samples_right": sample[name].get("samples_right")}
 
     outputs = {"dataset": results["data"]["root"], "tokenizer": tok["path"],
                "nbp_model": models["nbp"]["path"], "ntp_model": models["ntp"]["path"],
@@ -288,6 +297,8 @@ def build_summary(runner: StageRunner, results: dict, args, wall_seconds: float)
         "minutes": args.minutes,
         "tokenizer": {"psnr": tok["psnr"], "ssim": tok["ssim"], "code_usage": tok["code_usage"],
                       "codes_used": tok["codes_used"], "objects_right": tok.get("objects_right"),
+                      # the shape judge on the tokenizer's reconstructions (the ceiling) and on the real videos
+                      "shapes_right": tok.get("shapes_right"), "real_shapes_right": tok.get("real_shapes_right"),
                       "train_steps": tok["steps"]},
         "nbp": transformer("nbp"),
         "ntp": transformer("ntp"),
@@ -330,6 +341,11 @@ def summary_table(summary: dict) -> str:
                                         f"NTP {_percent(ntp.get('counts_right'))}   (the count of most frames)"),
         ("samples, right colours", f"NBP {_percent(nbp['colours_right'])}   NTP {_percent(ntp['colours_right'])}   "
                                    "(the class's colours, all clip long; real videos: 100%)"),
+        ("samples, right shape", f"NBP {_percent(nbp.get('shapes_right'))}   NTP {_percent(ntp.get('shapes_right'))}   "
+                                 f"(squares vs circles; tokenizer reconstructions: {_percent(tok.get('shapes_right'))}, "
+                                 f"real videos: {_percent(tok.get('real_shapes_right'))})"),
+        ("samples, all three right", f"NBP {_percent(nbp.get('samples_right'))}   "
+                                     f"NTP {_percent(ntp.get('samples_right'))}   (count, colours and shape)"),
         ("frame prediction", f"PSNR {pred['psnr']:.2f} dB   SSIM {pred['ssim']:.3f}   (freezing the last "
                              f"context frame: PSNR {pred['copy_last_frame']['psnr']:.2f} dB)"),
     ]

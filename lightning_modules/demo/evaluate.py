@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nbp import pixels
-from lightning_modules.demo.judges import count_objects, object_centres, shown_colours
+from lightning_modules.demo.judges import count_objects, looks_square, object_centres, shown_colours
 from nbp.data.synthetic import object_colours
 from nbp.metrics.frame_quality import FrameQuality
 from nbp.progress import progress
@@ -47,14 +47,16 @@ def batches(items: list, size: int):
 
 @torch.no_grad()
 def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8,
-                      objects: list[int] | None = None) -> dict:
+                      objects: list[int] | None = None, squares: list[bool] | None = None) -> dict:
     """Reconstruction PSNR / SSIM (per frame, [0, 1] pixels) and code usage on held-out uint8 videos (C, T, H, W).
 
-    With `objects` (each video's synthetic object count) also `objects_right` of the reconstructions:
-    what generated videos can reach at best, since they are decoded by the same tokenizer.
+    With `objects` (each video's synthetic object count) also `objects_right` of the reconstructions,
+    with `squares` (whether its objects are squares) `shapes_right` of the reconstructions and of the
+    real videos: what generated videos can reach at best, since they are decoded by the same tokenizer,
+    and what the shape judge makes of the real thing.
     """
     quality = FrameQuality()
-    hits = []
+    hits, recon_shapes, real_shapes = [], [], []
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.long)
     for start in progress(range(0, len(videos), batch_size), desc="tokenizer: held-out reconstruction", unit="batch"):
         real = torch.stack(videos[start:start + batch_size])
@@ -64,12 +66,18 @@ def tokenizer_quality(tokenizer, videos: list[torch.Tensor], batch_size: int = 8
         counts += torch.bincount(ids.flatten(), minlength=tokenizer.vocab_size)
         if objects is not None:
             hits.append(object_count_hits(recon, objects[start:start + batch_size]))
+        if squares is not None:
+            recon_shapes.append(shape_hits(recon, squares[start:start + batch_size]))
+            real_shapes.append(shape_hits(real, squares[start:start + batch_size]))
     scores = quality.compute()
     used = int((counts > 0).sum())
     result = {"psnr": scores["psnr"], "ssim": scores["ssim"], "code_usage": used / tokenizer.vocab_size,
               "codes_used": used, "videos": len(videos)}
     if objects is not None:
         result["objects_right"] = float(np.concatenate(hits).mean())
+    if squares is not None:
+        result["shapes_right"] = float(np.concatenate(recon_shapes).mean())
+        result["real_shapes_right"] = float(np.concatenate(real_shapes).mean())
     return result
 
 
@@ -125,16 +133,40 @@ def counts_right(videos: torch.Tensor, objects: list[int]) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
+def shape_hits(videos: torch.Tensor, squares: list[bool]) -> np.ndarray:
+    """bool, one per uint8 (B, C, T, H, W) video: do its objects have the expected shape (`looks_square`)?
+    A clip where no object is ever seen whole has no shape to see, so it fails."""
+    return np.array([looks_square(clip) is square for clip, square in zip(_clips(videos), squares)], dtype=bool)
+
+
+def shapes_right(videos: torch.Tensor, squares: list[bool]) -> float:
+    """Fraction of videos whose objects have their class's shape (see `shape_hits`)."""
+    return float(shape_hits(videos, squares).mean()) if len(videos) else 0.0
+
+
+def samples_right(videos: torch.Tensor, objects: list[int], squares: list[bool]) -> float:
+    """Fraction of videos right on all three at once: the class's count in most frames, exactly its
+    colours all clip long and its shape. What a person checks a sample for."""
+    if not len(videos):
+        return 0.0
+    clips = _clips(videos)
+    counts = [np.bincount(count_objects(clip)).argmax() == n for clip, n in zip(clips, objects)]
+    colours = [shown_colours(clip) == object_colours(n) for clip, n in zip(clips, objects)]
+    shapes = shape_hits(videos, squares)
+    return float(np.mean(np.asarray(counts) & np.asarray(colours) & shapes))
+
+
 @torch.no_grad()
 def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_class: int, folder: Path,
                   controls: SamplingControls, seed: int = 0, fps: int = 8,
-                  objects_per_class: list[int] | None = None) -> dict:
+                  objects_per_class: list[int] | None = None, squares_per_class: list[bool] | None = None) -> dict:
     """NBP samples of every class as `<ClassName>_<NN>.mp4` + a GIF + a PNG grid; NBP vs NTP decoding time.
 
     Both models sample the same batch (every class, `per_class` each) with the same controls;
     speedup = NTP seconds / NBP seconds of that batch, each the median of TIMING_ROUNDS runs.
     With `objects_per_class` (synthetic classes) each model also gets `colours_right`,
-    `objects_right` and `counts_right` (see those functions).
+    `objects_right` and `counts_right`, with `squares_per_class` as well `shapes_right` and
+    `samples_right` (see those functions).
     """
     check_compatible(nbp_model, tokenizer)
     cond = torch.arange(len(class_names)).repeat_interleave(per_class)
@@ -171,6 +203,10 @@ def class_samples(nbp_model, ntp_model, tokenizer, class_names: list[str], per_c
             timings[name]["colours_right"] = colours_right(batch, expected)
             timings[name]["objects_right"] = objects_right(batch, expected)
             timings[name]["counts_right"] = counts_right(batch, expected)
+            if squares_per_class is not None:
+                squares = [squares_per_class[class_id] for class_id in cond.tolist()]
+                timings[name]["shapes_right"] = shapes_right(batch, squares)
+                timings[name]["samples_right"] = samples_right(batch, expected, squares)
     # Rows = classes, columns = samples of that class (the GIF); rows = samples, columns = frames (the PNG).
     gif = write_gif(folder.parent / "samples.gif", mosaic(videos, columns=per_class), fps=fps)
     png = write_png_grid(folder.parent / "samples.png", videos)

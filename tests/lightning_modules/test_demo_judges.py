@@ -3,7 +3,8 @@
 import numpy as np
 
 from lightning_modules.demo.judges import count_objects, object_centres, shown_colours
-from nbp.data.synthetic import CLASS_NAMES, COLOURS, class_colours, num_objects, render_video, video_rng
+from nbp.data.synthetic import (CLASS_NAMES, COLOURS, class_colours, is_circle, num_objects, object_size, render_video,
+                                shape_mask, video_rng)
 
 
 def test_shown_colours_are_the_class_colours_and_flag_changes():
@@ -61,3 +62,50 @@ def test_count_objects_counts_regions_of_one_colour():
         for index in range(4):
             counts = count_objects(render_video(class_id, 17, 32, video_rng(3, "test", class_id, index)))
             assert (counts == num_objects(class_id)).mean() >= 0.8, (class_id, index, counts)
+
+
+def test_looks_square_tells_rendered_squares_from_circles_at_every_size():
+    from lightning_modules.demo.judges import looks_square
+
+    for size in (32, 48, 64):
+        for seed in (0, 7):
+            for class_id in range(len(CLASS_NAMES)):
+                for index in range(6):
+                    video = render_video(class_id, 17, size, video_rng(seed, "test", class_id, index))
+                    assert looks_square(video) is (not is_circle(class_id)), (size, seed, class_id, index)
+
+
+def test_object_fills_are_the_stamps_fills_and_skip_what_is_not_one_whole_object():
+    from lightning_modules.demo.judges import object_fills, square_fill_threshold
+
+    for size in (32, 48, 64):
+        side = object_size(size)
+        disc = shape_mask(side, circle=True)
+        assert disc.mean() < square_fill_threshold(size) < 1.0
+        video = np.zeros((1, size, size, 3), dtype=np.uint8)
+        video[0, 1:1 + side, 1:1 + side][disc] = COLOURS[0]  # a red disc
+        video[0, -side - 1:-1, -side - 1:-1] = COLOURS[1]  # a green square
+        np.testing.assert_allclose(sorted(object_fills(video)), [disc.mean(), 1.0])
+        # a square with its corners cut off (what a blurring tokenizer does) reads as round
+        leg = side // 4 + 1
+        dy, dx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+        near = np.minimum(dy, side - 1 - dy) + np.minimum(dx, side - 1 - dx) < leg  # a triangle in each corner
+        rounded = video.copy()
+        rounded[0, -side - 1:-1, -side - 1:-1][near] = 0
+        assert sorted(object_fills(rounded))[1] < square_fill_threshold(size)
+
+    size, side = 48, object_size(48)
+    video = np.zeros((1, size, size, 3), dtype=np.uint8)
+    video[0, 2:2 + side, 2:2 + side] = COLOURS[0]  # red square, its lower right corner under ...
+    video[0, 2 + side - 3:2 + 2 * side - 3, 2 + side - 3:2 + 2 * side - 3] = COLOURS[1]  # ... a green one
+    np.testing.assert_allclose(object_fills(video), [1.0, 1.0])  # hidden pixels are unknown, not empty
+    pieces = np.zeros_like(video)
+    pieces[0, 2:5, 2:5] = COLOURS[0]  # a fragment: too small a box to judge
+    pieces[0, 20:20 + side, 20:20 + 2 * side] = COLOURS[2]  # two blue squares merged: too wide a box
+    assert object_fills(pieces).size == 0
+
+
+def test_looks_square_abstains_without_a_whole_object():
+    from lightning_modules.demo.judges import looks_square
+
+    assert looks_square(np.zeros((3, 48, 48, 3), dtype=np.uint8)) is None
