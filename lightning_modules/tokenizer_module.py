@@ -23,7 +23,7 @@ from nbp.errors import UserError
 from nbp.pixels import model_to_unit, to_model
 from tokenizer import TokenizerConfig, VideoTokenizer
 from tokenizer.discriminator import PatchDiscriminator3d
-from tokenizer.losses import (LossConfig, adaptive_weight, anchor_loss, generator_adversarial_loss,
+from tokenizer.losses import (LossConfig, adaptive_weight, anchor_loss, edge_loss, generator_adversarial_loss,
                               hinge_discriminator_loss, reconstruction_losses)
 from tokenizer.metrics import code_histogram, codebook_stats, video_psnr
 
@@ -154,6 +154,10 @@ class TokenizerModule(L.LightningModule):
         l1, l2 = reconstruction_losses(recon, video)
         rec = cfg.l1_weight * l1 + cfg.l2_weight * l2
         logs = {"l1": l1, "l2": l2}
+        if cfg.edge_weight > 0:
+            edges = edge_loss(recon, video)
+            rec = rec + cfg.edge_weight * edges
+            logs["edge"] = edges
         if self.perceptual is not None:
             perceptual = self.perceptual(recon.float(), video.float())
             rec = rec + cfg.perceptual_weight * perceptual

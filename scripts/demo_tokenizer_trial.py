@@ -27,16 +27,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, default=cli.SIZE)
     parser.add_argument("--seconds", type=float, default=Budget(15).tokenizer_seconds)
     parser.add_argument("--spatial-downsample", type=int, default=cli.TOKENIZER_OVERRIDES["spatial_downsample"])
+    parser.add_argument("--patch-size", type=int, default=cli.TOKENIZER_OVERRIDES.get("patch_size", 2))
     parser.add_argument("--fsq-levels", type=list[int], default=cli.TOKENIZER_OVERRIDES["fsq_levels"])
     parser.add_argument("--anchor-weight", type=float, default=cli.TOKENIZER_ANCHOR_WEIGHT)
+    parser.add_argument("--edge-weight", type=float, default=cli.TOKENIZER_EDGE_WEIGHT)
+    parser.add_argument("--train-frames", type=int, default=None, help="frames of a training clip (the config's: 9)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cli.SIZE = args.size
     cli.TOKENIZER_OVERRIDES = {**cli.TOKENIZER_OVERRIDES, "spatial_downsample": args.spatial_downsample,
+                               "patch_size": args.patch_size,
                                "fsq_levels": args.fsq_levels}
     cli.TOKENIZER_ANCHOR_WEIGHT = args.anchor_weight
+    cli.TOKENIZER_EDGE_WEIGHT = args.edge_weight
+    if args.train_frames is not None:
+        cli.TOKENIZER_TRAIN_FRAMES = args.train_frames
     runner = StageRunner(Path(args.out))
     data = runner.run("data", lambda f: cli.stage_data(f, 15.0, args.seed))
     budget = Budget(15.0, tokenizer_share=args.seconds / 900)

@@ -124,10 +124,14 @@ def test_summary_has_sane_numbers(demo_runs):
         assert summary[name]["sampling_seconds"] > 0
     sample_stage = json.loads((demo_runs["out"] / "sample" / "done.json").read_text())
     assert sample_stage["result"]["nbp"]["sampling_rounds"] == sample_stage["result"]["ntp"]["sampling_rounds"] == 3
-    # 5x8x8 grid, rows of 8: the first latent frame token by token (64), then the other 32 rows;
-    # NTP: one step per token.
-    assert summary["nbp"]["sampling_steps"] == 64 + 32
-    assert summary["ntp"]["sampling_steps"] == 5 * 8 * 8
+    # rows of the grid's width: the first latent frame token by token, then the other rows; NTP: one step per token
+    from lightning_modules.demo.cli import SIZE
+
+    tokens_stage = json.loads((demo_runs["out"] / "tokens" / "done.json").read_text())["result"]
+    frames, height, width = tokens_stage["train"]["grid"]
+    assert (height, width) == (SIZE // 8, SIZE // 8)  # 8x spatial compression
+    assert summary["nbp"]["sampling_steps"] == height * width + (frames - 1) * height
+    assert summary["ntp"]["sampling_steps"] == frames * height * width
     assert summary["speedup"] == pytest.approx(summary["ntp"]["sampling_seconds"] / summary["nbp"]["sampling_seconds"])
     # The demo's 200-code tokenizer that decodes every latent frame on its own, and transformers whose
     # vocabulary came from its token cache.
@@ -175,10 +179,14 @@ def test_videos_decode_and_carry_class_names(demo_runs):
     samples = sorted((out / "sample" / "videos").glob("*.mp4"))
     classes = {path.stem.rsplit("_", 1)[0] for path in samples}
     assert classes == set(CLASS_NAMES)
-    colours, frames, counts = [], [], []
+    from lightning_modules.demo.cli import SIZE
+    from lightning_modules.demo.judges import looks_square
+    from nbp.data.synthetic import is_circle
+
+    colours, frames, counts, shapes = [], [], [], []
     for path in samples:
         reader = decord.VideoReader(str(path))
-        assert len(reader) == 17 and reader[0].shape == (32, 32, 3), path
+        assert len(reader) == 17 and reader[0].shape == (SIZE, SIZE, 3), path
         class_id = CLASS_NAMES.index(path.stem.rsplit("_", 1)[0])
         clip = reader.get_batch(range(17)).asnumpy()
         colours.append(shown_colours(clip) == class_colours(class_id))
@@ -186,18 +194,24 @@ def test_videos_decode_and_carry_class_names(demo_runs):
         frames.extend(per_frame == num_objects(class_id))
         values, times = np.unique(per_frame, return_counts=True)  # ascending: a tie goes to the smaller
         counts.append(values[times.argmax()] == num_objects(class_id))
+        shapes.append(looks_square(clip) is (not is_circle(class_id)))
     # The summary judges the written files, so recounting them gives its numbers exactly.
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nbp"]["colours_right"] == pytest.approx(sum(colours) / len(colours))
     assert summary["nbp"]["objects_right"] == pytest.approx(sum(frames) / len(frames))
     assert summary["nbp"]["counts_right"] == pytest.approx(sum(counts) / len(counts))
-    for key in ("colours_right", "objects_right", "counts_right"):
+    assert summary["nbp"]["shapes_right"] == pytest.approx(sum(shapes) / len(shapes))
+    every = [c and n and s for c, n, s in zip(colours, counts, shapes)]
+    assert summary["nbp"]["samples_right"] == pytest.approx(sum(every) / len(every))
+    for key in ("colours_right", "objects_right", "counts_right", "shapes_right", "samples_right"):
         assert 0.0 <= summary["ntp"][key] <= 1.0
     assert 0.0 <= summary["tokenizer"]["objects_right"] <= 1.0  # seconds of training: often 0 here
+    assert 0.0 <= summary["tokenizer"]["shapes_right"] <= 1.0
+    assert summary["tokenizer"]["real_shapes_right"] >= 0.9  # the judge on the held-out videos themselves
     predictions = sorted((out / "frame_prediction" / "videos").glob("*.mp4"))
     assert {path.stem.rsplit("_", 1)[0] for path in predictions} == set(CLASS_NAMES)
     reader = decord.VideoReader(str(predictions[0]))
-    assert len(reader) == 17 and reader[0].shape == (32, 64, 3)  # ground truth | prediction
+    assert len(reader) == 17 and reader[0].shape == (SIZE, 2 * SIZE, 3)  # ground truth | prediction
     for name in ("sample/samples.gif", "sample/samples.png", "frame_prediction/frame_prediction.gif",
                  "frame_prediction/frame_prediction.png"):
         assert (out / name).stat().st_size > 0

@@ -27,6 +27,10 @@ class LossConfig:
     # of spreading it over neighbouring codes, which is what lets a small transformer keep an
     # object's colour from one latent frame to the next. Costs some PSNR; 0 switches it off.
     anchor_weight: float = 0.0
+    # Extra squared error on the pixels next to an edge of the target (see `edge_map`): small objects on
+    # flat backgrounds are mostly edge, and a plain mean over all pixels leaves their corners to the last
+    # steps of training. 0 switches it off.
+    edge_weight: float = 0.0
     # Adversarial loss: off until `disc_start` generator steps, then scaled by the adaptive weight.
     disc_weight: float = 0.1
     disc_start: int = 10_000  # generator steps before the discriminator joins
@@ -36,7 +40,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "anchor_weight",
-                     "disc_weight"):
+                     "edge_weight", "disc_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"LossConfig.{name}={getattr(self, name)} is invalid; weights must be >= 0")
         if self.l1_weight == 0 and self.l2_weight == 0 and self.perceptual_weight == 0:
@@ -57,6 +61,25 @@ def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> tuple[to
     """(L1, L2) means over all pixels, computed in float32."""
     diff = recon.float() - target.float()
     return diff.abs().mean(), diff.pow(2).mean()
+
+
+def edge_map(video: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, H, W) in [0, 1]: how strongly each pixel of a (B, C, T, H, W) video in [-1, 1] lies on an
+    edge of its own frame: the largest colour step (any channel) to its four neighbours, halved."""
+    video = video.float()
+    dy = (video[..., 1:, :] - video[..., :-1, :]).abs().amax(dim=1, keepdim=True)
+    dx = (video[..., :, 1:] - video[..., :, :-1]).abs().amax(dim=1, keepdim=True)
+    steps = torch.zeros_like(video[:, :1])
+    for step, before, after in ((dy, (..., slice(None, -1), slice(None)), (..., slice(1, None), slice(None))),
+                                (dx, (..., slice(None), slice(None, -1)), (..., slice(None), slice(1, None)))):
+        steps[before] = torch.maximum(steps[before], step)  # the pixel on each side of a step is on the edge
+        steps[after] = torch.maximum(steps[after], step)
+    return (steps / 2).clamp(max=1.0)
+
+
+def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error weighted by `edge_map(target)`, as a mean over all pixels."""
+    return (edge_map(target) * (recon.float() - target.float()).pow(2)).mean()
 
 
 def patch_means(video: torch.Tensor, time_factor: int, space_factor: int) -> torch.Tensor:

@@ -41,57 +41,27 @@ from nbp.sampling_controls import SamplingControls
 FRAMES, SIZE, FPS = 17, 48, 8  # the synthetic pipeline: 17x48x48 clips (10-px objects) -> a 5x6x6 token grid
 CONTEXT_LATENT_FRAMES = 2  # frame prediction: 2 latent frames = 5 pixel frames of context
 
-# Transformer settings the demo changes from configs/nbp/synthetic.yaml to learn within minutes on a CPU.
-# Measured on the 15-minute demo's token cache, 60 s of training each on one busy core: 3 layers x 128
-# wide, batch 16: 36 steps, 4.39 val bits/token; 3 x 96, batch 8: 197 steps, 2.82; 2 x 64, batch 8:
-# 220 steps, 2.48. At this size a step costs mostly fixed overhead, so the smallest model learns most.
+# Why each setting below: docs/experiments/2026-12-07-demo.md and 2026-12-08-demo.md, which hold the measurements.
+# Smaller than configs/nbp/synthetic.yaml: at this size a CPU step is mostly fixed overhead, so the smallest model learns most.
 MODEL_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64}
-# The demo's tokenizer has 200 codes (FSQ [8, 5, 5]) instead of the synthetic preset's 1000: measured in
-# two 15-minute demos with the same code, its PSNR was about the same (29.1 against 29.4 dB) while the
-# transformers, with a 5x smaller output layer and lower-entropy tokens, made 24 % more steps and their
-# samples kept their objects more often. The transformers read the vocabulary size from the token cache.
-# decoder_time_kernel 1: the decoder turns every latent frame into its four pixel frames from its own
-# codes. With the preset's 3, the first pixel frame of each latent frame blends it with the one before,
-# and where two generated latent frames disagreed about an object it faded out there (40-63% of those
-# frames lost an object, 9-31% of the others). Two 15-minute demos (seeds 0, 1), 192 samples each: NBP
-# frames with the class's number of objects 81% and 84% instead of 69% and 78%, for tokenizer PSNRs
-# 0.3-0.6 dB lower (27.5 and 27.8 dB against 27.8 and 28.4). The price: at those frames objects now hop
-# a little (mean move 3.4 and 2.9 px against 2.7 and 2.2 px; in real clips 1.5 px).
+# 200 codes: as sharp as 1000, with a smaller output layer and easier tokens for the transformers.
+# decoder_time_kernel 1: each latent frame decoded from its own codes, so a disagreement between two
+# generated latent frames does not fade an object out where they meet.
 TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1, "spatial_downsample": 8}
-# The colour anchor (LossConfig.anchor_weight): each code must carry the mean colour of its own pixels.
-# Without it the tokenizer spread an object's colour over neighbouring codes (a code told 0.4 of the 2.6
-# bits of its object's colour) and the samples changed colour every latent frame; with it a code tells
-# all but 0.06 bits. Two 15-minute demos: 1.45 instead of 3.15 NBP bits/token, 38% instead of 17% of
-# the samples passing the colour check, for 26.1 instead of 29.1 dB tokenizer PSNR.
+# The colour anchor: each code carries its own pixels' mean colour, so samples keep their objects' colours.
 TOKENIZER_ANCHOR_WEIGHT = 1.0
-# The frame model uses 3D rotary positions (arch "modern"): continuing a motion is reading offsets in
-# (t, h, w). Two seeds of 135 s on one thread, 48 held-out videos: the direction of motion right in 68%
-# and 64% of moves instead of 55% and 59%; in three 15-minute demos 80-84% against 74%. The class
-# models keep learned positions: rotary ones reached lower validation loss (0.75-0.79 against 0.83-0.93
-# bits/token, three seeds of 200 s) but their samples showed the class's number of objects less often
-# (73% of frames against 78%).
-# And it is wider (96 instead of 64): trained side by side it gets twice the class models' time, enough
-# for a larger model to pay off. 567 s on one thread on the token caches of two 15-minute demos, 48
-# held-out videos at temperature 0.7: predicted centres 6.2 and 5.3 px off instead of 7.1 and 7.9 (frozen
-# last frame: 8.1 and 7.9), objects found 92% and 96% instead of 87% and 94%, and in the first predicted
-# frame 1.8 and 1.4 px off instead of 3.4 and 4.0. Three layers of 64 gained less (6.2 px both).
+# Extra weight on the pixels along the objects' edges, so that corners are learnt early (LossConfig.edge_weight).
+TOKENIZER_EDGE_WEIGHT = 0.0
+TOKENIZER_TRAIN_FRAMES = 9  # the config's training clips: the causal CNN is the same at every step after the first
+# The frame model: 3D rotary positions (continuing a motion is reading offsets in t, h, w) and wider,
+# since trained side by side it gets twice the class models' time.
 FRAME_MODEL_OVERRIDES = {"arch": "modern", "n_embd": 96}
 MODEL_BATCH_SIZE = 8
 MODEL_LR = 3e-3
 
-# Sampling: temperature 1 with light top-k (the synthetic videos use few codes). The class samples are
-# guided at scale 2 (the class models train with p_uncond 0.1). A small gain, the same way on all six
-# NBP models checked (192 samples each): frames with the class's number of objects 77 -> 79%, 65 -> 69%
-# and 73 -> 78% for three 15-minute demos' models, 61/69/57 -> 63/72/58% for three 135-s ones.
-# Top-k 20 instead of 50 for the class samples: it cuts the tail of rare codes that put a stray piece of
-# an object somewhere. The two release NBP models before class_every_position, 384 samples each: frames
-# with the class's number of objects 82 -> 85% and 82 -> 83%, samples right in all 17 frames 29 -> 34%
-# and 30 -> 32%; the NTP twins (192 samples) 83 -> 82% and 84 -> 87%. Top-k 10 was no better than 20.
-# The frame model is trained without a null context (p_uncond 0), so it samples unguided, and cooler: its
-# context decides the motion, so randomness only scatters the objects. Temperature 0.7 instead of 1, four
-# frame models of 15-minute demos, 48 held-out videos each: predicted centres 0.1-0.75 px closer to the real
-# ones in all four (7.1 against 7.8 px for this release's seed-0 model), objects found -3 to +3 points.
-# It keeps top-k 50: 20 made no difference there (centres 6.6 and 5.5 px against 6.7 and 5.6).
+# Class samples: guided (the class models train with p_uncond 0.1); top-k 20 cuts the tail of rare codes
+# that put a stray piece of an object somewhere. Frame predictions: unguided (no null context) and cooler,
+# since the context decides the motion and randomness only scatters the objects.
 CLASS_SAMPLING = SamplingControls(temperature=1.0, top_k=20, top_p=None, cfg_scale=2.0)
 FRAME_SAMPLING = SamplingControls(temperature=0.7, top_k=50, top_p=None, cfg_scale=1.0)
 
@@ -102,9 +72,7 @@ FRAME_SAMPLING = SamplingControls(temperature=0.7, top_k=50, top_p=None, cfg_sca
 def videos_per_class(minutes: float) -> int:
     """Dataset size scales with the budget: 400 videos per class at 15 minutes, at least 5.
 
-    The tokenizer is what needs them: trained on 20 videos per class its held-out PSNR stopped
-    improving at ~25.7 dB after ~6,000 steps, where 100 or 1,000 per class reached 26.9 and 27.5 dB
-    in 600 s runs. Writing and encoding cost ~0.03 s per video.
+    The tokenizer is what needs them: on 20 per class its held-out PSNR stops improving early.
     """
     return int(min(400, max(5, round(27 * minutes))))
 
@@ -125,9 +93,8 @@ def dataset_config(root: Path, split: str) -> DatasetConfig:
 def choose_threads(requested: int) -> int:
     """Torch CPU threads: `requested`, or with 0 one per core unless the machine is already busy.
 
-    On a loaded machine extra threads fight for the cores and every small op waits on them:
-    measured here with a load of 12 on 2 cores, 2 threads made tiny-model training 3-5x and
-    sampling 25x slower than 1 thread.
+    On a loaded machine extra threads fight for the cores and every small op waits on them
+    (docs/demo.md, "Threads on a busy machine").
     """
     if requested < 0:
         raise UserError(f"--threads={requested} is invalid; give 0 (choose automatically) or a positive count")
@@ -173,9 +140,11 @@ def stage_tokenizer(folder: Path, data_root: Path, budget: Budget, device: str) 
             data_args[split] = {**data_args[split], "size": SIZE}
         if data_args.get(split) is not None and data_args[split].get("root"):
             data_args[split] = {**data_args[split], "kind": "synthetic", "root": str(data_root)}
+    data_args["train"]["frames"] = TOKENIZER_TRAIN_FRAMES
     set_path(config, "model.init_args.export_path", str(folder / "tokenizer.pt"))
     set_path(config, "model.init_args.overrides", TOKENIZER_OVERRIDES)
     set_path(config, "model.init_args.loss.anchor_weight", TOKENIZER_ANCHOR_WEIGHT)
+    set_path(config, "model.init_args.loss.edge_weight", TOKENIZER_EDGE_WEIGHT)
     log(f"training the tokenizer for {budget.tokenizer_seconds:.0f} s")
     trainer, module, _ = train_with_budget(config, folder, budget.tokenizer_seconds)
     tokenizer = VideoTokenizer.load(folder / "tokenizer.pt")

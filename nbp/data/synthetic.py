@@ -29,10 +29,9 @@ from nbp.errors import UserError
 CLASS_NAMES = ("OneSquare", "TwoSquares", "ThreeSquares", "OneCircle", "TwoCircles", "ThreeCircles")
 
 # Pure, full-intensity colours. Object k of a video is drawn in COLOURS[k]; the other three never
-# appear in real videos, so a sample showing one of them has an object of the wrong colour.
-# (Colours were once drawn at random: 135-s paired runs of the demo's NBP transformer, 3 seeds, showed
-# the class's object count in 39% of single frames on random colours and 59% on fixed ones; a random
-# colour is 2.6 bits per object that a tiny model spends its few minutes learning instead of the count.)
+# appear in real videos, so a sample showing one of them has an object of the wrong colour. Fixed
+# rather than random colours: a tiny model then learns the count instead of colours (measured in
+# docs/experiments/2026-12-07-demo.md, "Why each object has a fixed colour").
 COLOURS = np.array(
     [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255]], dtype=np.uint8
 )
@@ -40,12 +39,10 @@ COLOURS = np.array(
 SPLITS = ("train", "test")
 _SPLIT_CODE = {"train": 0, "test": 1}
 
-# H.264 settings for the written files: 4:4:4 chroma (no colour bleeding at the
-# sharp object edges) and CRF 0 (lossless x264). Decoded frames differ from the
-# generator by at most 1 level (the RGB <-> YUV rounding), and on flat black
-# backgrounds the lossless files are even smaller than CRF 10 ones (measured:
-# 2.5 kB vs 2.9 kB per 17x32x32 clip), where CRF 10 left up to 115 levels of error
-# at the edges where two colours meet.
+# H.264 settings for the written files: 4:4:4 chroma (no colour bleeding at the sharp object
+# edges) and CRF 0 (lossless x264): decoded frames differ from the generator by at most 1 level
+# (the RGB <-> YUV rounding), and on flat black backgrounds lossless files are no larger than
+# lossy ones (docs/experiments/2026-12-08-demo.md).
 SYNTHETIC_CRF = 0
 SYNTHETIC_PIX_FMT = "yuv444p"
 

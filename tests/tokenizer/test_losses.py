@@ -77,6 +77,34 @@ def test_loss_config_validation():
         LossConfig(disc_weight=-1)
     with pytest.raises(UserError, match="anchor_weight=-0.5"):
         LossConfig(anchor_weight=-0.5)
+    with pytest.raises(UserError, match="edge_weight=-2"):
+        LossConfig(edge_weight=-2)
+
+
+def test_edge_loss_weighs_the_pixels_along_a_rendered_objects_outline():
+    from nbp.data.synthetic import render_video, video_rng
+    from tokenizer.losses import edge_loss, edge_map
+
+    for size in (32, 56):
+        video = torch.from_numpy(render_video(0, 3, size, video_rng(1, "test", 0, 0))).permute(3, 0, 1, 2)[None]
+        target = video.float() / 127.5 - 1  # [-1, 1]
+        edges = edge_map(target)[0, 0]
+        inside = (video[0] > 0).any(0)  # T H W: the square's pixels
+        # the band: the pixels on both sides of the outline (4-neighbours), and nothing else
+        cross = torch.tensor([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.float32).view(1, 1, 1, 3, 3)
+        grown = torch.nn.functional.conv3d(inside[None, None].float(), cross, padding=(0, 1, 1))[0, 0]
+        near = grown > 0  # the object and the pixels next to it
+        interior = grown == 5  # all four neighbours are the object's too
+        assert edges[~near].eq(0).all() and edges[interior].eq(0).all()
+        assert edges[near & ~interior].eq(1).all()  # a pure colour next to black: full weight
+        # an error on the outline counts, the same error on the background far away does not
+        moved = target.clone()
+        moved[:, :, :, 0, 0] = 1.0  # a corner pixel of the frame, far from the object
+        assert edge_loss(moved, target).item() == 0.0
+        blurred = target.clone()
+        blurred[:, :, inside & ~interior] = 0.0  # the outline half-way to black
+        expected = (edges * (blurred - target).pow(2)).mean()
+        assert edge_loss(blurred, target).item() == pytest.approx(expected.item()) and expected > 0
 
 
 def test_a_few_steps_reduce_the_loss():
