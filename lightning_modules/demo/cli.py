@@ -38,7 +38,7 @@ from nbp.errors import UserError
 from nbp.files import check_output_folder, write_json_atomic
 from nbp.sampling_controls import SamplingControls
 
-FRAMES, SIZE, FPS = 17, 48, 8  # the synthetic pipeline: 17x48x48 clips (10-px objects) -> a 5x6x6 token grid
+FRAMES, SIZE, FPS = 17, 56, 8  # the synthetic pipeline: 17x56x56 clips (11-px objects) -> a 5x7x7 token grid
 CONTEXT_LATENT_FRAMES = 2  # frame prediction: 2 latent frames = 5 pixel frames of context
 
 # Why each setting below: docs/experiments/2026-12-07-demo.md and 2026-12-08-demo.md, which hold the measurements.
@@ -47,9 +47,12 @@ MODEL_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64}
 # 200 codes: as sharp as 1000, with a smaller output layer and easier tokens for the transformers.
 # decoder_time_kernel 1: each latent frame decoded from its own codes, so a disagreement between two
 # generated latent frames does not fade an object out where they meet.
-TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1, "spatial_downsample": 8}
-# The colour anchor: each code carries its own pixels' mean colour, so samples keep their objects' colours.
-TOKENIZER_ANCHOR_WEIGHT = 1.0
+# 8x spatial compression with 4x4 pixels folded into channels first: the convs then run at the same
+# resolutions as the 32-px preset's, so a step costs the same for frames 3x as large.
+TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1, "spatial_downsample": 8, "patch_size": 4}
+# The colour anchor (each code carries its own pixels' mean colour) is off: with 8x8-pixel codes of three
+# FSQ dimensions it left no room for the objects' outlines.
+TOKENIZER_ANCHOR_WEIGHT = 0.0
 # Extra weight on the pixels along the objects' edges, so that corners are learnt early (LossConfig.edge_weight).
 TOKENIZER_EDGE_WEIGHT = 0.0
 TOKENIZER_TRAIN_FRAMES = 9  # the config's training clips: the causal CNN is the same at every step after the first
