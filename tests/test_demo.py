@@ -140,8 +140,10 @@ def test_summary_has_sane_numbers(demo_runs):
 
     tokenizer = VideoTokenizer.load(summary["outputs"]["tokenizer"])
     assert tokenizer.vocab_size == 200 and tokenizer.config.decoder_time_kernel == 1
+    assert tokenizer.config.spatial_downsample == 8 and tokenizer.config.patch_size == 4
     tokenizer_run = yaml.safe_load((demo_runs["out"] / "tokenizer" / "config.yaml").read_text())
-    assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 1.0  # the colour anchor is on
+    assert tokenizer_run["model"]["init_args"]["loss"]["anchor_weight"] == 0.0  # no colour anchor at 8x8-px codes
+    assert tokenizer_run["data"]["init_args"]["train"]["size"] == SIZE
     configs = {name: load_model(summary["outputs"][name], "cpu").config
                for name in ("nbp_model", "ntp_model", "frames_model")}
     for name, config in configs.items():

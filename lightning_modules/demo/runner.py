@@ -94,11 +94,9 @@ class Budget:
     """
 
     minutes: float
-    # Measured at 15 minutes: the untimed work (writing and encoding videos, evaluation, start-up
-    # of four Trainers) takes about a tenth of the budget. The tokenizer gets a quarter (216 s: 28.0 dB,
-    # its reconstructions keep 96% of the objects; 324 s gave 29.1 dB and 97%). The frame model gets a
-    # third: with 135 s it had not learnt which way objects move (centres 9.4 px off against 8.1 for the
-    # frozen last frame, 48 held-out videos), with 297 s it has (6.3 px); the class samples were as good.
+    # The untimed work (writing and encoding videos, evaluation, start-up) takes about a tenth; the frame
+    # model gets a third because with less it does not learn which way objects move
+    # (docs/experiments/2026-12-07-demo.md, "Why a third of the time for the frame model").
     tokenizer_share: float = 0.24
     model_share: float = 0.15  # each of the class-conditional pair (NBP and its NTP twin: the same time)
     frames_share: float = 0.33  # the frame-prediction transformer
