@@ -412,7 +412,9 @@ def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, mon
     scope: dict = {}
     exec(compile(example, "README.md", "exec"), scope)
     video = scope["video"]
-    assert video.dtype == torch.uint8 and tuple(video.shape) == (2, 3, 17, 32, 32)
+    from lightning_modules.demo.cli import SIZE
+
+    assert video.dtype == torch.uint8 and tuple(video.shape) == (2, 3, 17, SIZE, SIZE)
     written = tmp_path / "runs" / "two_samples.mp4"
     import decord
 
