@@ -4,9 +4,9 @@
     nbp demo --minutes 3          # a quicker, rougher run; every stage budget scales with --minutes
 
 Stages (each in its own folder under --out, each reused by a rerun once finished):
-  data              synthetic videos (17 frames, 32 px, six classes, 400 per class) as mp4 files, UCF-101 layout
-  tokenizer         the 3D VQ tokenizer (configs/tokenizer/synthetic.yaml with 200 codes, the colour
-                    anchor, each latent frame decoded on its own) -> tokenizer.pt; held-out PSNR/SSIM
+  data              synthetic videos (17 frames, 56 px, six classes, 400 per class) as mp4 files, UCF-101 layout
+  tokenizer         the 3D VQ tokenizer (configs/tokenizer/synthetic.yaml at 8x compression, 200 codes,
+                    each latent frame decoded on its own) -> tokenizer.pt; held-out PSNR/SSIM, shape ceiling
   tokens            train and test splits encoded once into token caches
   nbp               three transformers (configs/nbp/synthetic*.yaml): class-conditional NBP (first
                     latent frame token by token, then one latent row per block), its NTP twin (block
@@ -14,7 +14,7 @@ Stages (each in its own folder under --out, each reused by a rerun once finished
                     frames as the prefix); on a CPU with 2+ threads in two or three processes at once
                     (lightning_modules/demo/lanes.py)
   sample            NBP samples of every class (<ClassName>_<NN>.mp4, samples.gif, samples.png);
-                    NBP and NTP sampling of the same batch timed -> speedup; both batches' colour check
+                    NBP and NTP sampling of the same batch timed -> speedup; both batches' count, colour and shape checks
   frame_prediction  held-out videos continued from their first 5 frames; PSNR/SSIM of the rest and
                     where the predicted objects are (found, centre error), beside freezing the last frame
 Then a summary table and summary.json.
@@ -44,7 +44,7 @@ CONTEXT_LATENT_FRAMES = 2  # frame prediction: 2 latent frames = 5 pixel frames 
 # Why each setting below: docs/experiments/2026-12-07-demo.md and 2026-12-08-demo.md, which hold the measurements.
 # Smaller than configs/nbp/synthetic.yaml: at this size a CPU step is mostly fixed overhead, so the smallest model learns most.
 MODEL_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64}
-# 200 codes: as sharp as 1000, with a smaller output layer and easier tokens for the transformers.
+# 200 codes: as sharp as 1000 (at 32 px), with a smaller output layer and easier tokens for the transformers.
 # decoder_time_kernel 1: each latent frame decoded from its own codes, so a disagreement between two
 # generated latent frames does not fade an object out where they meet.
 # 8x spatial compression with 4x4 pixels folded into channels first: the convs then run at the same
@@ -53,7 +53,7 @@ TOKENIZER_OVERRIDES = {"fsq_levels": [8, 5, 5], "decoder_time_kernel": 1, "spati
 # The colour anchor (each code carries its own pixels' mean colour) is off: with 8x8-pixel codes of three
 # FSQ dimensions it left no room for the objects' outlines.
 TOKENIZER_ANCHOR_WEIGHT = 0.0
-# Extra weight on the pixels along the objects' edges, so that corners are learnt early (LossConfig.edge_weight).
+# Extra weight on the pixels along the objects' edges (LossConfig.edge_weight): off, weight 10 did not help here.
 TOKENIZER_EDGE_WEIGHT = 0.0
 TOKENIZER_TRAIN_FRAMES = 9  # the config's training clips: the causal CNN is the same at every step after the first
 # The frame model: 3D rotary positions (continuing a motion is reading offsets in t, h, w) and wider,
