@@ -281,6 +281,29 @@ def test_sample_checks_see_colour_changes_and_extra_objects():
     assert objects_right(videos, [1, 1, 1]) == 0.0 and colours_right(videos, [3, 3, 3]) == 0.0
 
 
+def test_shape_and_all_three_checks_on_rendered_clips():
+    from lightning_modules.demo.evaluate import samples_right, shape_hits, shapes_right
+    from nbp.data.synthetic import COLOURS, class_colours, is_circle, num_objects, render_video, video_rng
+
+    for size in (40, 56):
+        classes = list(range(len(CLASS_NAMES)))
+        videos = torch.stack([torch.from_numpy(render_video(c, 17, size, video_rng(2, "test", c, 0))).permute(3, 0, 1, 2)
+                              for c in classes])
+        objects, squares = [num_objects(c) for c in classes], [not is_circle(c) for c in classes]
+        assert shapes_right(videos, squares) == 1.0 and samples_right(videos, objects, squares) == 1.0
+        # the same clips with the shapes swapped: every clip is the other shape
+        assert not shape_hits(videos, [not square for square in squares]).any()
+        wrong = videos.clone()
+        wrong[3] = 0  # OneCircle drawn empty: no shape to see, no object, no colour
+        recoloured = wrong[0].clone()  # OneSquare's red square drawn blue: its shape and count stay right
+        red = (recoloured == torch.from_numpy(COLOURS[0]).view(3, 1, 1, 1)).all(0)
+        recoloured[:, red] = torch.from_numpy(COLOURS[2]).view(3, 1).expand(3, int(red.sum()))
+        wrong[0] = recoloured
+        assert shape_hits(wrong, squares).tolist() == [True, True, True, False, True, True]
+        assert samples_right(wrong, objects, squares) == pytest.approx(4 / 6)
+        assert class_colours(0) == [0]
+
+
 def test_counts_right_goes_by_the_count_of_most_frames():
     from nbp.data.synthetic import COLOURS
     from lightning_modules.demo.evaluate import counts_right
