@@ -20,7 +20,7 @@ import torch
 
 from nbp.blocks import BlockLayout
 from nbp.errors import UserError
-from nbp.sampler import sample_segments
+from nbp.sampler import decode_segments, sample_segments
 from nbp.sampling_controls import SamplingControls
 
 
@@ -44,6 +44,15 @@ def check_length(config, latent_frames: int) -> None:
     if latent_frames != T and config.block[0] != 1:
         raise UserError(f"this model's blocks span {config.block[0]} latent frames, so it generates exactly "
                         f"{T} latent frames; ask for that length")
+
+
+def rolling_model_calls(config, latent_frames: int) -> int:
+    """Model calls (prefills included) to generate `latent_frames` latent frames, context included."""
+    T, hw = config.grid[0], config.grid[1] * config.grid[2]
+    first = min(latent_frames, T) - config.context_frames
+    calls = sum(1 for _, b in decode_segments(config.layout, config.token_by_token) if b <= first * hw)
+    # each later latent frame: one re-prefill that also yields its first block, then one call per block
+    return calls + max(0, latent_frames - T) * (hw // config.block_len)
 
 
 def _frame_groups(config) -> tuple[int, BlockLayout]:
