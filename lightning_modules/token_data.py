@@ -95,7 +95,7 @@ class TokenDataModule(L.LightningDataModule):
 
             classes = getattr(build_dataset(cfg), "class_names", None)
             return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None,
-                    "tokenizer": compression_of(vars(tok.config))}
+                    "tokenizer": compression_of(vars(tok.config)), "window": 0}
         from nbp.token_cache import read_meta
 
         meta = read_meta(self.hparams.train_cache)
