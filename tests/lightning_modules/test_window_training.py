@@ -108,3 +108,18 @@ def test_window_settings_that_cannot_work_are_one_clear_error(long_cache, tmp_pa
     data = TokenDataModule(train_cache=str(long_cache), window=3)
     with pytest.raises(UserError, match="the data gives windows of 3 latent frames but the model config has window=0"):
         plain.check_data(data)
+
+
+@pytest.mark.parametrize("condition", [dict(condition="none"), dict(condition="frames", context_frames=1)],
+                         ids=["unconditional", "frame_prediction"])
+def test_every_condition_trains_on_windows(long_cache, tmp_path, condition):
+    torch.manual_seed(0)
+    module = NBPModule(preset="tiny", overrides=dict(block=[1, 1, 2], **condition, **SMALL), lr=3e-3, warmup_steps=2)
+    data = TokenDataModule(train_cache=str(long_cache), val_cache=str(long_cache), batch_size=8, window=3)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=30, default_root_dir=tmp_path, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        enable_checkpointing=False)
+    before = trainer.validate(module, datamodule=data, verbose=False)[0]["val/loss"]
+    trainer.fit(module, datamodule=data)
+    after = trainer.validate(module, datamodule=data, verbose=False)[0]["val/loss"]
+    assert module.nbp_config.window == 3 and after < 0.5 * before
