@@ -9,7 +9,6 @@ tokenizer encodes from one pixel frame instead of four.
 
 from __future__ import annotations
 
-import torch
 from torch.utils.data import Dataset
 
 from nbp.errors import UserError

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lightning_modules.demo import cli as demo
-from lightning_modules.demo.evaluate import _clips, object_count_hits, read_back, seeded_generator
+from lightning_modules.demo.evaluate import _clips, mosaic, object_count_hits, read_back, seeded_generator
 from lightning_modules.demo.judges import object_centres, shown_colours
 from lightning_modules.demo.runner import Budget, StageRunner, log
 from nbp.data import DatasetConfig, build_dataset
@@ -177,15 +177,9 @@ def stage_long_sample(folder: Path, window_path: str, plain_path: str, tokenizer
     shown = read_back(files)
     result["files"] = files
     result["files_judged"] = judge(shown, list(range(len(CLASS_NAMES))))
-    gif = write_gif(folder.parent / "long_samples.gif", demo_mosaic(shown), fps=demo.FPS)
+    gif = write_gif(folder.parent / "long_samples.gif", mosaic(shown, columns=3), fps=demo.FPS)
     result["outputs"] = {"long_samples_dir": str(folder), "long_samples_gif": str(gif)}
     return result
-
-
-def demo_mosaic(videos: torch.Tensor) -> torch.Tensor:
-    from lightning_modules.demo.evaluate import mosaic
-
-    return mosaic(videos, columns=3)
 
 
 @torch.no_grad()
@@ -212,7 +206,7 @@ def stage_long_frame_prediction(folder: Path, model_path: str, tokenizer_path: P
     per_frame = {name: _frame_errors(truth, other) for name, other in (("predicted", guess), ("frozen", frozen))}
     folder.mkdir(parents=True, exist_ok=True)
     pairs = torch.stack([real, predicted], dim=1).flatten(0, 1)
-    gif = write_gif(folder.parent / "long_frame_prediction.gif", demo_mosaic_pairs(pairs), fps=demo.FPS)
+    gif = write_gif(folder.parent / "long_frame_prediction.gif", mosaic(pairs, columns=2), fps=demo.FPS)
     errors = per_frame["predicted"]["error_px"]
     near = [t for t in range(context, LONG_FRAMES) if errors[t] is not None and errors[t] <= NEAR_PX]
     first_far = next((t for t in range(context, LONG_FRAMES) if errors[t] is None or errors[t] > NEAR_PX), None)
@@ -221,12 +215,6 @@ def stage_long_frame_prediction(folder: Path, model_path: str, tokenizer_path: P
     return {"videos": len(chosen), "context_frames": context, "frames": LONG_FRAMES, "near_px": NEAR_PX,
             "first_frame_beyond_near_px": first_far, "frames_near": len(near), "segments": segments,
             "per_frame": per_frame, "outputs": {"long_frame_prediction_gif": str(gif)}}
-
-
-def demo_mosaic_pairs(pairs: torch.Tensor) -> torch.Tensor:
-    from lightning_modules.demo.evaluate import mosaic
-
-    return mosaic(pairs, columns=2)
 
 
 def _frame_errors(truth: np.ndarray, guess: np.ndarray) -> dict:
