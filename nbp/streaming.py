@@ -17,7 +17,7 @@ import torch
 
 from nbp import pixels
 from nbp.errors import UserError
-from nbp.sampling import _generator_for, check_compatible, generate_tokens
+from nbp.sampling import _generator_for, check_compatible, iter_token_frames
 from nbp.sampling_controls import SamplingControls
 from tokenizer.streaming import StreamingDecoder
 
@@ -30,6 +30,7 @@ def stream(
     cond=None,
     num: int | None = None,
     *,
+    frames: int | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -42,38 +43,31 @@ def stream(
 ) -> Iterator[torch.Tensor]:
     """Yield uint8 frames (B, 3, n, H, W) as each latent frame is sampled and decoded.
 
-    The arguments are those of `nbp.generate`. n is 1 for the first latent frame and the
-    tokenizer's temporal_downsample after it; a frames-conditioned model first yields the
-    reconstructed context in one piece, as `generate` starts its output with it.
+    The arguments are those of `nbp.sampling.generate` (frames: pixel frames, 1 + 4k, beyond the
+    model's length with a window model). n is 1 for the first latent frame and the tokenizer's
+    temporal_downsample after it; a frames-conditioned model starts with its reconstructed
+    context, as `generate` does.
     """
     controls = SamplingControls(temperature=temperature, top_k=top_k, top_p=top_p,
                                 cfg_scale=cfg_scale, cfg_ramp=cfg_ramp)
     device = next(model.parameters()).device
-    return stream_frames(model, tokenizer, cond, num, controls=controls,
+    return stream_frames(model, tokenizer, cond, num, frames=frames, controls=controls,
                          generator=_generator_for(device, generator, seed), compile=compile, dtype=dtype)
 
 
-def stream_frames(model, tokenizer, cond=None, num: int | None = None, *, controls: SamplingControls = SamplingControls(),
-                  generator: torch.Generator | None = None, compile: bool = False, dtype=None) -> Iterator[torch.Tensor]:
+def stream_frames(model, tokenizer, cond=None, num: int | None = None, *, frames: int | None = None,
+                  controls: SamplingControls = SamplingControls(), generator: torch.Generator | None = None,
+                  compile: bool = False, dtype=None) -> Iterator[torch.Tensor]:
     """`stream` with the sampling controls as one object (the form `nbp sample --stream` uses)."""
     if tokenizer is None:
         raise UserError("streaming decodes pixels as tokens come; pass tokenizer=...")
     check_compatible(model, tokenizer)  # here, not at the first next(): a generator would defer it
-    return _frames(model, tokenizer, cond, num, controls, generator, compile, dtype)
+    tokens = iter_token_frames(model, tokenizer, cond, num, frames=frames, controls=controls, generator=generator,
+                               compile=compile, dtype=dtype)
+    return _decoded(tokens, StreamingDecoder(tokenizer, dtype=dtype))
 
 
 @torch.no_grad()
-def _frames(model, tokenizer, cond, num, controls, generator, compile, dtype) -> Iterator[torch.Tensor]:
-    decoder = StreamingDecoder(tokenizer, dtype=dtype)
-    for ids in _latent_frames(model, tokenizer, cond, num, controls, generator, compile, dtype):
+def _decoded(tokens: Iterator[torch.Tensor], decoder: StreamingDecoder) -> Iterator[torch.Tensor]:
+    for ids in tokens:
         yield pixels.to_uint8(pixels.model_to_unit(decoder.push(ids)))
-
-
-def _latent_frames(model, tokenizer, cond, num, controls, generator, compile, dtype) -> Iterator[torch.Tensor]:
-    """Token grids (B, T', H', W') in the order they exist: the context first, then each latent frame."""
-    grid, _ = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                              compile=compile, dtype=dtype)
-    context = model.config.context_frames  # 0 unless the model is frames-conditioned
-    if context:
-        yield grid[:, :context]
-    yield from grid[:, context:].split(1, dim=1)
