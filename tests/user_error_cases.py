@@ -277,6 +277,8 @@ def _cases() -> list[Case]:
         "context on a class model": "--context {video}", "device gpu7": "--device gpu7",
         "device tpu": "--device tpu", "device cuda": "--device cuda", "device cuda:3": "--device cuda:3",
         "compile text": "--compile maybe", "seed text": "--seed abc", "unknown option": "--steps 3",
+        "frames 0": "--frames 0", "frames 18": "--frames 18", "frames text": "--frames long",
+        "frames beyond a whole-clip model": "--frames 65",
     }.items():
         add(f"sample/{name}", f"{sample} {extra}", must_not_exist=[s_out])
     for name, (model, tokenizer) in {

@@ -25,8 +25,9 @@ from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, sha256_file, write_json_atomic
 from nbp.progress import progress
-from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
-                          pixel_shape, tokens_to_video)
+from nbp.rolling import check_length
+from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, latent_length, load_model,
+                          load_tokenizer, pixel_shape, tokens_to_video)
 from nbp.sampling_controls import SamplingControls, apply_preset
 from nbp.streaming import stream_frames
 
@@ -43,6 +44,8 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="classInd.txt ('1 Name' per line) giving the class names of a UCF-style dataset")
     parser.add_argument("--context", type=str, nargs="+", default=None,
                         help="videos whose first frames a frames-conditioned model continues")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per video, 1 + 4k (default: the model's length; longer needs a window model)")
     parser.add_argument("--num", type=int, default=1, help="samples per class / per context video / in total")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale; 1 = no guidance")
@@ -191,6 +194,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
     if args.fps < 1:
         raise UserError(f"--fps {args.fps}: must be >= 1")
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames {args.frames}: must be 1 + 4k (e.g. 17, 33, 65)")
     if args.classes is not None and args.class_names:
         raise UserError("--classes and --class-names both given; pick classes one way")
     device = pick_device(args.device)
@@ -201,6 +206,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     model = load_model(args.model, device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)
+    check_length(model.config, latent_length(model, tokenizer, args.frames))
     jobs = make_jobs(args, tokenizer, model.config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,26 +216,27 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     videos, files = [], []
     sample_seconds = decode_seconds = 0.0
-    model_calls = 0
+    model_calls = tokens = 0
     first_frame_seconds = []
     batches = [jobs[i:i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
     for batch in progress(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
         paths = [out / f"{stem}.mp4" for _, stem in batch]
         if args.stream:
-            pieces = stream_frames(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                   compile=args.compile, dtype=dtype)
+            pieces = stream_frames(model, tokenizer, cond, num, frames=args.frames, controls=controls,
+                                   generator=generator, compile=args.compile, dtype=dtype)
             video, seconds, first = stream_to_files(pieces, paths, args.fps)
             sample_seconds += seconds
             first_frame_seconds.append(round(first, 4))
         else:
-            grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                          compile=args.compile, dtype=dtype)
+            grid, stats = generate_tokens(model, tokenizer, cond, num, frames=args.frames, controls=controls,
+                                          generator=generator, compile=args.compile, dtype=dtype)
             started = time.perf_counter()
             video = tokens_to_video(tokenizer, grid, dtype).cpu()
             decode_seconds += time.perf_counter() - started
             sample_seconds += stats.seconds
             model_calls += stats.model_calls
+            tokens += stats.tokens * stats.batch_size
             for one, path in zip(video, paths):
                 write_mp4(path, one, fps=args.fps)
         files += [path.name for path in paths]
@@ -248,11 +255,11 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         }
     else:
         timings |= {
-            "steps_per_batch": model.config.decode_steps,
+            "steps_per_batch": model_calls // len(batches),
             "model_calls": model_calls,
             "sampling_seconds": round(sample_seconds, 4),
             "decode_seconds": round(decode_seconds, 4),
-            "tokens_per_second": round(len(videos) * model.config.num_tokens / max(sample_seconds, 1e-9), 2),
+            "tokens_per_second": round(tokens / max(sample_seconds, 1e-9), 2),
             "frames_per_second": round(frames / max(sample_seconds + decode_seconds, 1e-9), 3),
             "frames_per_second_transformer_only": round(frames / max(sample_seconds, 1e-9), 3),
         }
