@@ -279,6 +279,8 @@ def _cases() -> list[Case]:
         "compile text": "--compile maybe", "seed text": "--seed abc", "unknown option": "--steps 3",
         "frames 0": "--frames 0", "frames 18": "--frames 18", "frames text": "--frames long",
         "frames beyond a whole-clip model": "--frames 65",
+        "stream text": "--stream maybe", "stream with frames 18": "--stream true --frames 18",
+        "stream beyond a whole-clip model": "--stream true --frames 65",
     }.items():
         add(f"sample/{name}", f"{sample} {extra}", must_not_exist=[s_out])
     for name, (model, tokenizer) in {
@@ -432,6 +434,8 @@ def _cases() -> list[Case]:
         interrupt_when="{case}/int_tok/meta.json")
     add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
         f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
+    add("interrupt/sample stream", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_stream "
+        f"--num 50 --batch-size 1 --device cpu --stream true", expect="interrupt", interrupt_when="{case}/int_stream")
     return cases
 
 
