@@ -416,13 +416,16 @@ def _cases() -> list[Case]:
         add(f"demo/{name}", f"demo --out {demo_out} {extra}", must_not_exist=[demo_out])
     add("demo/out is a file", "demo --out {a_file}")
     add("demo/out unwritable", "demo --out /proc/nbp_demo")
+    add("demo/long text", "demo --out {case}/demo_long --long maybe", must_not_exist=["{case}/demo_long"])
 
     # -- nbp bench (measurement tools still refuse bad input in one line)
     for name, argv in {"sampling preset": "bench sampling --preset huge", "sampling dtype": "bench sampling --dtype fp8",
                        "sampling device": "bench sampling --device gpu7", "train device": "bench train --device tpu",
                        "train steps": "bench train --steps 0", "tokenizer frames": "bench tokenizer --frames 0",
                        "tokenizer device": "bench tokenizer --device cuda", "fvd device": "bench fvd --device gpu7",
-                       "data root missing": "bench data --root {missing}"}.items():
+                       "data root missing": "bench data --root {missing}",
+                       "rolling frames": "bench rolling --frames 17 18", "rolling preset": "bench rolling --preset huge",
+                       "rolling batch 0": "bench rolling --batch-size 0"}.items():
         add(f"bench/{name}", argv)
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
