@@ -425,7 +425,10 @@ def _cases() -> list[Case]:
                        "tokenizer device": "bench tokenizer --device cuda", "fvd device": "bench fvd --device gpu7",
                        "data root missing": "bench data --root {missing}",
                        "rolling frames": "bench rolling --frames 17 18", "rolling preset": "bench rolling --preset huge",
-                       "rolling batch 0": "bench rolling --batch-size 0"}.items():
+                       "rolling batch 0": "bench rolling --batch-size 0",
+                       "streaming frames": "bench streaming --frames 17 18",
+                       "streaming model without tokenizer": "bench streaming --model {model_class}",
+                       "streaming rounds 0": "bench streaming --rounds 0"}.items():
         add(f"bench/{name}", argv)
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
