@@ -67,7 +67,6 @@ def stream_frames(model, tokenizer, cond=None, num: int | None = None, *, frames
     return _decoded(tokens, StreamingDecoder(tokenizer, dtype=dtype))
 
 
-@torch.no_grad()
 def _decoded(tokens: Iterator[torch.Tensor], decoder: StreamingDecoder) -> Iterator[torch.Tensor]:
     for ids in tokens:
         yield pixels.to_uint8(pixels.model_to_unit(decoder.push(ids)))

@@ -226,9 +226,9 @@ class GrowingMp4:
         return self.path
 
     def stop(self) -> Path | None:
-        """Close the file where it is (the partial name); None when no frame was written."""
+        """Close the file where it is (the partial name); None when there is none (no frame yet, or finished)."""
         self._close()
-        return self.partial if self.frames else None
+        return self.partial if self.partial.exists() else None
 
     def discard(self) -> None:
         """Close the file and delete it."""

@@ -100,6 +100,7 @@ def test_growing_mp4_is_playable_while_written_and_renamed_when_finished(tmp_pat
     # a frame's fragment is closed when the next one arrives: the file trails by one frame at most
     assert all(end - 1 <= n <= end for n, end in zip(readable, (1, 5, 9))), readable
     assert video.finish() == path and not video.partial.exists()
+    assert video.stop() is None and path.exists()  # a Ctrl-C after finishing leaves the finished file alone
     frames, fps = _decode_mp4(path)
     assert frames.shape == (9, 32, 32, 3) and fps == pytest.approx(8)
     assert np.abs(frames - clips[0].permute(1, 2, 3, 0).numpy().astype(int)).max() <= 1
