@@ -10,8 +10,9 @@ Random weights unless files are given (speed does not depend on them). The trans
 model (NBPConfig.window) over the tokenizer's grid of a --window-frames clip, so longer videos slide
 the window; `--preset demo` is configs/nbp/synthetic.yaml's model (its whole first latent frame token
 by token), the other presets the paper's layout (rows, one hybrid first block).
-For each length: the median over --rounds of the seconds to the first frame, the seconds to the last,
-and the seconds `generate` takes for the same video (what a user waits without streaming).
+For each length: the median over --rounds (each round runs every length in turn) of the seconds to the
+first frame, the seconds to the last, and the seconds `generate` takes for the same video (what a user
+waits without streaming).
 """
 
 from __future__ import annotations
@@ -105,17 +106,18 @@ def condition(model, batch: int, device):
     return None, batch
 
 
-def time_stream(model, tokenizer, cond, num, frames: int, dtype, device) -> tuple[float, float, int]:
-    """(seconds to the first frame, seconds to the last, frames yielded) of one streamed video."""
+def time_stream(model, tokenizer, cond, num, frames: int, dtype, device) -> tuple[float, float]:
+    """(seconds to the first frame, seconds to the last) of one streamed video."""
     sync(device)
     started = time.perf_counter()
     pieces = stream(model, tokenizer, cond, num, frames=frames, seed=0, dtype=dtype)
-    first = next(pieces)
+    next(pieces)
     sync(device)
     first_s = time.perf_counter() - started
-    count = first.shape[2] + sum(piece.shape[2] for piece in pieces)
+    for _ in pieces:
+        pass
     sync(device)
-    return first_s, time.perf_counter() - started, count
+    return first_s, time.perf_counter() - started
 
 
 def time_generate(model, tokenizer, cond, num, frames: int, dtype, device) -> float:
@@ -168,6 +170,21 @@ def _decode_seconds(tokenizer, ids, dtype, device) -> float:
     return time.perf_counter() - started
 
 
+def length_row(frames: int, streamed: list, generated: list, batch: int, temporal_downsample: int) -> dict:
+    first_s = statistics.median(r[0] for r in streamed)
+    total_s = statistics.median(r[1] for r in streamed)
+    return {
+        "frames": frames,
+        "latent_frames": latent_frames_for(frames, temporal_downsample),
+        "time_to_first_frame_s": round(first_s, 4),
+        "time_to_first_frame_s_each_round": [round(r[0], 4) for r in streamed],
+        "total_s": round(total_s, 4),
+        "frames_per_s": round(batch * frames / total_s, 3),
+        "frames_per_s_after_first": round(batch * (frames - 1) / max(total_s - first_s, 1e-9), 3),
+        "generate_s": round(statistics.median(generated), 4),
+    }
+
+
 def main(argv: list[str], prog: str = "nbp bench streaming") -> int:
     args = build_parser(prog).parse_args(argv)
     check_args(args)
@@ -182,25 +199,17 @@ def main(argv: list[str], prog: str = "nbp bench streaming") -> int:
     cond, num = condition(model, args.batch_size, device)
     time_stream(model, tokenizer, cond, num, 1 + s * (model.config.grid[0] - 1), dtype, device)  # warm-up
 
-    by_length = []
-    for frames in args.frames:
-        runs = [time_stream(model, tokenizer, cond, num, frames, dtype, device) for _ in range(args.rounds)]
-        first_s = statistics.median(r[0] for r in runs)
-        total_s = statistics.median(r[1] for r in runs)
-        generate_s = statistics.median(time_generate(model, tokenizer, cond, num, frames, dtype, device)
-                                       for _ in range(args.rounds))
-        row = {
-            "frames": frames,
-            "latent_frames": latent_frames_for(frames, s),
-            "time_to_first_frame_s": round(first_s, 4),
-            "total_s": round(total_s, 4),
-            "frames_per_s": round(args.batch_size * frames / total_s, 3),
-            "frames_per_s_after_first": round(args.batch_size * (frames - 1) / max(total_s - first_s, 1e-9), 3),
-            "generate_s": round(generate_s, 4),
-        }
-        print(f"{frames} frames: first after {row['time_to_first_frame_s']} s, all after {row['total_s']} s "
+    # rounds go over every length in turn, so a machine that gets busier mid-run slows all lengths alike
+    streamed = {frames: [] for frames in args.frames}
+    generated = {frames: [] for frames in args.frames}
+    for _ in range(args.rounds):
+        for frames in args.frames:
+            streamed[frames].append(time_stream(model, tokenizer, cond, num, frames, dtype, device))
+            generated[frames].append(time_generate(model, tokenizer, cond, num, frames, dtype, device))
+    by_length = [length_row(frames, streamed[frames], generated[frames], args.batch_size, s) for frames in args.frames]
+    for row in by_length:
+        print(f"{row['frames']} frames: first after {row['time_to_first_frame_s']} s, all after {row['total_s']} s "
               f"(generate: {row['generate_s']} s)", file=sys.stderr, flush=True)
-        by_length.append(row)
 
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
