@@ -34,6 +34,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "train": "nbp.bench.train",
         "sampling": "nbp.bench.sampling",
         "rolling": "nbp.bench.rolling",
+        "streaming": "nbp.bench.streaming",
         "fvd": "nbp.bench.fvd",
         "gpu-check": "nbp.bench.gpu_check",
     },

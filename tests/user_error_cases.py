@@ -279,6 +279,8 @@ def _cases() -> list[Case]:
         "compile text": "--compile maybe", "seed text": "--seed abc", "unknown option": "--steps 3",
         "frames 0": "--frames 0", "frames 18": "--frames 18", "frames text": "--frames long",
         "frames beyond a whole-clip model": "--frames 65",
+        "stream text": "--stream maybe", "stream with frames 18": "--stream true --frames 18",
+        "stream beyond a whole-clip model": "--stream true --frames 65",
     }.items():
         add(f"sample/{name}", f"{sample} {extra}", must_not_exist=[s_out])
     for name, (model, tokenizer) in {
@@ -423,7 +425,10 @@ def _cases() -> list[Case]:
                        "tokenizer device": "bench tokenizer --device cuda", "fvd device": "bench fvd --device gpu7",
                        "data root missing": "bench data --root {missing}",
                        "rolling frames": "bench rolling --frames 17 18", "rolling preset": "bench rolling --preset huge",
-                       "rolling batch 0": "bench rolling --batch-size 0"}.items():
+                       "rolling batch 0": "bench rolling --batch-size 0",
+                       "streaming frames": "bench streaming --frames 17 18",
+                       "streaming model without tokenizer": "bench streaming --model {model_class}",
+                       "streaming rounds 0": "bench streaming --rounds 0"}.items():
         add(f"bench/{name}", argv)
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
@@ -435,6 +440,8 @@ def _cases() -> list[Case]:
         interrupt_when="{case}/int_tok/meta.json")
     add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
         f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
+    add("interrupt/sample stream", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_stream "
+        f"--num 50 --batch-size 1 --device cpu --stream true", expect="interrupt", interrupt_when="{case}/int_stream")
     return cases
 
 
