@@ -122,3 +122,16 @@ def test_bad_pushes_are_one_clear_error():
     stream.push(torch.zeros(1, 4, 4, dtype=torch.long))
     with pytest.raises(UserError, match=r"this stream started with \(1, 4, 4\)"):
         stream.push(torch.zeros(1, 4, 5, dtype=torch.long))
+
+
+@pytest.mark.gpu
+def test_bfloat16_on_cuda_is_as_close_as_the_whole_clip_decode():
+    """On CUDA both decodes run in bfloat16 by default: the stream must be as near the float32 pixels."""
+    tok = random_tokenizer(CONFIGS["kernel3"]).cuda()
+    ids = torch.randint(tok.vocab_size, (2, 5, 4, 4), generator=torch.Generator().manual_seed(3)).cuda()
+    exact = tok.decode(ids, dtype=torch.float32)
+    whole = tok.decode(ids)
+    stream = StreamingDecoder(tok)
+    streamed = torch.cat([stream.push(ids[:, t]) for t in range(5)], dim=2)
+    assert streamed.shape == exact.shape and streamed.dtype == torch.float32
+    assert (streamed - exact).abs().max() <= 2 * (whole - exact).abs().max() + 1e-2
