@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from nbp.blocks import BlockLayout
+from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, guide
 
@@ -50,6 +51,7 @@ class CachedDecoder:
     def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
         self.cache = model.setup_cache(rows, device=device, dtype=dtype)
+        self.buffers = model.draw_buffers  # reused by every step, call and batch, like the cache
         self.rows = self.cache.batch_size
         self.compiled = compiled
         self.start_len = model.config.token_by_token
@@ -79,6 +81,7 @@ class RecomputeDecoder:
         self.model = model
         self.rows = rows
         self.cond = None
+        self.buffers = DrawBuffers(device)
 
     def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
         self.cond = cond
@@ -163,8 +166,10 @@ def sample_sequence(
     for index, (a, b) in enumerate(segments):
         if controls.guided:
             scale = controls.scale_at(index, len(segments))
-            logits = guide(logits[:batch].float(), logits[batch:rows].float(), scale)
-        tokens = draw(logits[:batch], controls, generator)
+            cond_logits = dec.buffers.float32("cond_logits", logits[:batch])
+            uncond_logits = dec.buffers.float32("uncond_logits", logits[batch:rows])
+            logits = guide(cond_logits, uncond_logits, scale, dec.buffers)
+        tokens = draw(logits[:batch], controls, generator, dec.buffers)  # lives in dec.buffers until the next draw
         seq[:batch, a:b] = tokens
         if controls.guided:
             seq[batch:rows, a:b] = tokens

@@ -90,6 +90,7 @@ def apply_preset(name: str | None, **given) -> dict:
     return {**PRESETS[name], **given}
 
 
+@torch.no_grad()  # sampling is never differentiated, and out= ops refuse tensors that need grad
 def guide(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float,
           buffers: DrawBuffers | None = None) -> torch.Tensor:
     """Classifier-free guidance, uncond + scale * (cond - uncond).
@@ -208,6 +209,7 @@ def _small_k_threshold(z, k: int, top_p: float | None, top, weights, buffers: Dr
     return torch.maximum(threshold, _lowest_kept(members, kept))
 
 
+@torch.no_grad()
 def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None, buffers: DrawBuffers | None = None):
     """(R, 1) threshold t per row of z (R, V): the kept tokens are exactly those with z >= t.
 
@@ -287,6 +289,7 @@ def filter_logits(logits: torch.Tensor, controls: SamplingControls) -> torch.Ten
     return flat.masked_fill(flat < threshold, float("-inf")).view(z.shape)
 
 
+@torch.no_grad()
 def draw(logits: torch.Tensor, controls: SamplingControls, generator: torch.Generator | None = None,
          buffers: DrawBuffers | None = None) -> torch.Tensor:
     """Sample one token per row of logits (..., V) -> int64 (...).
