@@ -137,10 +137,13 @@ def _histogram(buffers: DrawBuffers, name: str, flat_buckets: torch.Tensor, rows
     return out.index_add_(0, flat_buckets, weights).view(rows, BUCKETS)
 
 
-def _first_reaching(cumulative: torch.Tensor, target, buffers: DrawBuffers) -> torch.Tensor:
-    """(R,) index of the first bucket whose cumulative value reaches `target` (R, 1) or a number."""
-    below = torch.lt(cumulative, target, out=buffers("below", tuple(cumulative.shape), torch.bool))
-    return below.sum(-1).clamp_max_(BUCKETS - 1)
+def _first_reaching(cumulative: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(R,) index of the first bucket whose cumulative value reaches `target` (R, 1).
+
+    The count of buckets below the target: the sums never decrease along a row, so a
+    binary search gives it without a pass over the histogram.
+    """
+    return torch.searchsorted(cumulative, target).view(-1).clamp_max_(BUCKETS - 1)
 
 
 def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.Tensor, buffers: DrawBuffers):
@@ -148,7 +151,7 @@ def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.
     descending order, padded with -inf: (values, their buckets, BUCKETS as padding)."""
     rows, vocab = z.shape
     inside = torch.index_select(collect.view(-1), 0, flat_buckets, out=buffers("inside", (rows * vocab,), torch.bool))
-    count = int(inside.sum())  # sizes the member buffers exactly, so `nonzero` writes in place
+    count = int(torch.count_nonzero(inside))  # sizes the member buffers exactly, so `nonzero` writes in place
     flat = torch.nonzero(inside, out=buffers("flat", (count, 1), torch.long)).view(count)  # grouped by row
     row = torch.div(flat, vocab, rounding_mode="floor", out=buffers("member_row", (count,), torch.long))
     per_row = buffers("per_row", (rows,), torch.long).zero_().index_add_(0, row, _ones(buffers, count))
@@ -163,11 +166,12 @@ def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.
     own = buffers("member_own", (count,), torch.long).copy_(
         torch.index_select(flat_buckets, 0, flat, out=buffers("member_flat", (count,), flat_buckets.dtype)))
     own -= torch.mul(row, BUCKETS, out=buffers("member_scratch", (count,), torch.long))  # the bucket within the row
-    buckets = buffers("member_buckets", (rows, width), torch.long).fill_(BUCKETS)
-    buckets.view(-1).index_copy_(0, position, own)
+    # float (exact up to 2^24): compared with float logits and weights without casting copies
+    buckets = buffers("member_buckets", (rows, width)).fill_(BUCKETS)
+    buckets.view(-1).index_copy_(0, position, buffers("member_own_float", (count,)).copy_(own))
     values, order = torch.sort(values, dim=1, descending=True,
                                out=(buffers("sorted_values", (rows, width)), buffers("order", (rows, width), torch.long)))
-    return values, torch.gather(buckets, 1, order, out=buffers("sorted_buckets", (rows, width), torch.long))
+    return values, torch.gather(buckets, 1, order, out=buffers("sorted_buckets", (rows, width)))
 
 
 def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor, buffers: DrawBuffers) -> torch.Tensor:
@@ -187,8 +191,8 @@ def _before(cumulative: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
 
 
 def _lowest_kept(members: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """(R, 1) smallest of the sorted (descending) members that `kept` marks (they come first)."""
-    return members.gather(1, (kept.sum(-1, keepdim=True) - 1).clamp_min(0))
+    """(R, 1) smallest of the sorted (descending) members that `kept` (1.0 / 0.0) marks (they come first)."""
+    return members.gather(1, (kept.sum(-1, keepdim=True).long() - 1).clamp_min(0))
 
 
 def _small_k_threshold(z, k: int, top_p: float | None, top, weights, buffers: DrawBuffers) -> torch.Tensor:
@@ -205,7 +209,7 @@ def _small_k_threshold(z, k: int, top_p: float | None, top, weights, buffers: Dr
     # every logit strictly larger than a member is a member, so the members alone give the mass above
     member_weights = torch.sub(members, top, out=buffers("member_weights", (rows, k))).exp_()
     above = _mass_strictly_above(members, member_weights, buffers)
-    kept = torch.lt(above, top_p * kept_mass, out=buffers("member_kept", (rows, k), torch.bool))
+    kept = torch.lt(above, top_p * kept_mass, out=buffers("member_kept", (rows, k)))
     return torch.maximum(threshold, _lowest_kept(members, kept))
 
 
@@ -237,7 +241,7 @@ def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None, buff
         counts = _histogram(buffers, "counts", buckets, rows, _ones(buffers, buckets.numel()))
         reached_exact = torch.cumsum(counts, -1, out=buffers("reached_exact", (rows, BUCKETS), torch.long))
         reached = buffers("reached", (rows, BUCKETS)).copy_(reached_exact)
-        k_edge = _first_reaching(reached, float(k), buffers)[:, None]
+        k_edge = _first_reaching(reached, torch.full((rows, 1), float(k), device=z.device))[:, None]
         higher = _before(reached, k_edge).long()  # tokens kept for sure, in buckets above the edge
     # which buckets to collect, per row; one extra column stands for "no top-k edge"
     collect = buffers("collect", (rows, BUCKETS + 1), torch.bool).zero_().scatter_(1, k_edge, True)
@@ -245,8 +249,8 @@ def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None, buff
         # the kept mass lies between the buckets above the top-k edge and those plus the whole edge bucket
         low = _before(cumulative, k_edge) if k is not None else cumulative[:, -1:]
         high = cumulative.gather(1, k_edge.clamp_max(BUCKETS - 1)) if k is not None else low
-        p_first = _first_reaching(cumulative, top_p * low, buffers)[:, None]
-        p_last = _first_reaching(cumulative, top_p * high, buffers)[:, None]
+        p_first = _first_reaching(cumulative, top_p * low)[:, None]
+        p_last = _first_reaching(cumulative, top_p * high)[:, None]
         every = torch.arange(BUCKETS + 1, out=buffers("every", (BUCKETS + 1,), torch.long))
         boundary = torch.ge(every, p_first, out=buffers("boundary", (rows, BUCKETS + 1), torch.bool))
         boundary &= torch.le(every, p_last, out=buffers("boundary_end", (rows, BUCKETS + 1), torch.bool))
@@ -255,26 +259,29 @@ def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None, buff
     members, member_buckets = _sorted_members(z, buckets, collect, buffers)
     shape = tuple(members.shape)
     member_weights = torch.sub(members, top, out=buffers("member_weights", shape)).exp_()
-    flag = buffers("member_flag", shape, torch.bool)  # scratch for one comparison at a time
+    # masks over the members are float 1.0 / 0.0 (a comparison of float operands writes them
+    # without a casting copy); `flag` holds one comparison at a time
+    flag = buffers("member_flag", shape)
     threshold = torch.full((rows, 1), float("-inf"), device=z.device)
     kept_mass = cumulative[:, -1:]
     if k is not None:
-        # members are sorted, and buckets above the edge come first: skip them, then count k
-        offset = torch.lt(member_buckets, k_edge, out=flag).sum(-1, keepdim=True)
+        k_edge_value = k_edge.float()
+        # members are sorted, so their buckets never decrease: skip those above the edge, then count k
+        offset = torch.searchsorted(member_buckets, k_edge_value)
         threshold = members.gather(1, (offset + k - 1 - higher).clamp_(0, members.shape[1] - 1))
-        in_edge = torch.eq(member_buckets, k_edge, out=buffers("in_edge", shape, torch.bool))
-        in_edge &= torch.ge(members, threshold, out=flag)
+        in_edge = torch.eq(member_buckets, k_edge_value, out=buffers("in_edge", shape))
+        in_edge *= torch.ge(members, threshold, out=flag)
         edge_mass = torch.mul(member_weights, in_edge, out=buffers("member_mass", shape)).sum(-1, keepdim=True)
         kept_mass = _before(cumulative, k_edge) + edge_mass
     if nucleus:
-        candidate = torch.ge(member_buckets, p_first, out=buffers("candidate", shape, torch.bool))
-        candidate &= torch.le(member_buckets, p_last, out=flag)
-        candidate &= torch.ge(members, threshold, out=flag)
+        candidate = torch.ge(member_buckets, p_first.float(), out=buffers("candidate", shape))
+        candidate *= torch.le(member_buckets, p_last.float(), out=flag)
+        candidate *= torch.ge(members, threshold, out=flag)
         candidate_weights = torch.mul(member_weights, candidate, out=buffers("member_mass", shape))
         above = _mass_strictly_above(members, candidate_weights, buffers)
         above += _before(cumulative, p_first)
         kept = torch.lt(above, top_p * kept_mass, out=flag)
-        kept &= candidate
+        kept *= candidate
         threshold = torch.maximum(threshold, _lowest_kept(members, kept))
     return threshold, weights
 
@@ -338,8 +345,8 @@ def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor, buffers: DrawBuff
     torch.sum(weights[:, : whole * size].unfold(1, size, size), -1, out=sums[:, :whole])
     if whole < chunks:
         torch.sum(weights[:, whole * size:], -1, keepdim=True, out=sums[:, whole:])
-    # running sum at each chunk's end
-    ends = torch.cumsum(sums, dim=1, dtype=torch.float64, out=buffers("chunk_ends", (rows, chunks), torch.float64))
+    # running sum at each chunk's end, in float64
+    ends = buffers("chunk_ends", (rows, chunks), torch.float64).copy_(sums).cumsum_(1)
     ends32 = buffers("chunk_ends32", (rows, chunks)).copy_(ends)
     total = buffers("total", (rows, 1)).copy_(ends32[:, -1:])
     target = torch.mul(uniform, total, out=buffers("target", (rows, 1)))
@@ -349,10 +356,10 @@ def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor, buffers: DrawBuff
     start = torch.where(chunk > 0, ends.gather(1, (chunk - 1).clamp_min(0)), 0.0)
     offsets = torch.arange(size, out=buffers("chunk_offsets", (size,), torch.long))
     position = torch.add(chunk * size, offsets, out=buffers("chunk_positions", (rows, size), torch.long))
-    in_vocab = torch.lt(position, vocab, out=buffers("in_vocab", (rows, size), torch.float64))
+    past_vocab = torch.ge(position, vocab, out=buffers("past_vocab", (rows, size), torch.bool))
     position.clamp_max_(vocab - 1)
     inside = torch.gather(weights, 1, position, out=buffers("chunk_weights", (rows, size)))
-    inside = buffers("chunk_weights64", (rows, size), torch.float64).copy_(inside).mul_(in_vocab)
+    inside = buffers("chunk_weights64", (rows, size), torch.float64).copy_(inside).masked_fill_(past_vocab, 0.0)
     running64 = torch.cumsum(inside, dim=1, out=buffers("running64", (rows, size), torch.float64)).add_(start)
     running = buffers("running", (rows, size)).copy_(running64)
     last = buffers("running_last", (rows, 1)).copy_(running[:, -1:])
