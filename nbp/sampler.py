@@ -29,6 +29,7 @@ from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, guide
 
 Segment = tuple[int, int]  # [start, end) positions of the generated sequence
+SAMPLE_BLOCK = "nbp.sample_block"  # profiler label of the per-step sampling work (guidance, draw, writes)
 
 
 def decode_segments(layout: BlockLayout, token_by_token: int) -> list[Segment]:
@@ -164,15 +165,16 @@ def sample_sequence(
     started = time.perf_counter()
     logits = dec.start(model_cond, seq, segments[0])
     for index, (a, b) in enumerate(segments):
-        if controls.guided:
-            scale = controls.scale_at(index, len(segments))
-            cond_logits = dec.buffers.float32("cond_logits", logits[:batch])
-            uncond_logits = dec.buffers.float32("uncond_logits", logits[batch:rows])
-            logits = guide(cond_logits, uncond_logits, scale, dec.buffers)
-        tokens = draw(logits[:batch], controls, generator, dec.buffers)  # lives in dec.buffers until the next draw
-        seq[:batch, a:b] = tokens
-        if controls.guided:
-            seq[batch:rows, a:b] = tokens
+        with torch.profiler.record_function(SAMPLE_BLOCK):
+            if controls.guided:
+                scale = controls.scale_at(index, len(segments))
+                cond_logits = dec.buffers.float32("cond_logits", logits[:batch])
+                uncond_logits = dec.buffers.float32("uncond_logits", logits[batch:rows])
+                logits = guide(cond_logits, uncond_logits, scale, dec.buffers)
+            tokens = draw(logits[:batch], controls, generator, dec.buffers)  # lives in dec.buffers until the next draw
+            seq[:batch, a:b] = tokens
+            if controls.guided:
+                seq[batch:rows, a:b] = tokens
         if index + 1 < len(segments):
             logits = dec.feed(seq, (a, b), segments[index + 1])
     if device.type == "cuda":
