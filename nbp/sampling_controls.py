@@ -146,12 +146,19 @@ def _first_reaching(cumulative: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return torch.searchsorted(cumulative, target).view(-1).clamp_max_(BUCKETS - 1)
 
 
-def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.Tensor, buffers: DrawBuffers):
+def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.Tensor, buffers: DrawBuffers,
+                    counts: torch.Tensor | None = None):
     """The logits of z (R, V) whose bucket is marked in `collect` (R, BUCKETS), per row in
-    descending order, padded with -inf: (values, their buckets, BUCKETS as padding)."""
+    descending order, padded with -inf: (values, their buckets, BUCKETS as padding).
+    counts: the (R, BUCKETS) token counts, when known, spare a pass counting the members."""
     rows, vocab = z.shape
     inside = torch.index_select(collect.view(-1), 0, flat_buckets, out=buffers("inside", (rows * vocab,), torch.bool))
-    count = int(torch.count_nonzero(inside))  # sizes the member buffers exactly, so `nonzero` writes in place
+    # the member count sizes the member buffers exactly, so `nonzero` writes in place
+    if counts is None:
+        count = int(torch.count_nonzero(inside))
+    else:
+        left_out = torch.logical_not(collect, out=buffers("left_out", (rows, BUCKETS), torch.bool))
+        count = int(buffers("member_counts", (rows, BUCKETS), counts.dtype).copy_(counts).masked_fill_(left_out, 0).sum())
     flat = torch.nonzero(inside, out=buffers("flat", (count, 1), torch.long)).view(count)  # grouped by row
     row = torch.div(flat, vocab, rounding_mode="floor", out=buffers("member_row", (count,), torch.long))
     per_row = buffers("per_row", (rows,), torch.long).zero_().index_add_(0, row, _ones(buffers, count))
@@ -256,7 +263,7 @@ def keep_threshold(z: torch.Tensor, top_k: int | None, top_p: float | None, buff
         boundary &= torch.le(every, p_last, out=buffers("boundary_end", (rows, BUCKETS + 1), torch.bool))
         collect |= boundary
     collect = buffers("collect_buckets", (rows, BUCKETS), torch.bool).copy_(collect[:, :BUCKETS])
-    members, member_buckets = _sorted_members(z, buckets, collect, buffers)
+    members, member_buckets = _sorted_members(z, buckets, collect, buffers, counts if k is not None else None)
     shape = tuple(members.shape)
     member_weights = torch.sub(members, top, out=buffers("member_weights", shape)).exp_()
     # masks over the members are float 1.0 / 0.0 (a comparison of float operands writes them

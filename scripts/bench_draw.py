@@ -3,8 +3,9 @@
     python3 scripts/bench_draw.py [--against main] [--threads 1]
 
 A (16, 64000) float32 block of logits from the head F.linear(x (16, 128), W (64000, 128)),
-drawn with top-k 16000, top-p 0.9, temperature 1. The calls are interleaved (head, draw,
-then the draw of `--against`, a git revision) so load on the machine hits them alike;
+drawn with top-k 16000, top-p 0.9, temperature 1. The calls are interleaved (head, draw with
+buffers reused as a decoder does, draw with fresh buffers, then the draw of `--against`, a
+git revision) so load on the machine hits them alike;
 each figure is the best of the rounds. Prints one JSON line; "draw_over_head" is the target (<= 1).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nbp.draw_buffers import DrawBuffers
 from nbp.sampling_controls import SamplingControls, draw
 
 
@@ -64,7 +66,9 @@ def main(argv=None) -> None:
     weight = torch.randn(args.vocab, args.width, generator=generator) * (2 / args.width ** 0.5)
     logits = F.linear(x, weight)  # about N(0, 4): the spread of a trained model's logits
     controls = SamplingControls(temperature=1.0, top_k=16000, top_p=0.9)
-    contenders = {"head": lambda: F.linear(x, weight), "draw": lambda: draw(logits, controls, generator)}
+    buffers = DrawBuffers()  # reused by every call, as a decoder does
+    contenders = {"head": lambda: F.linear(x, weight), "draw": lambda: draw(logits, controls, generator, buffers),
+                  "draw_fresh_buffers": lambda: draw(logits, controls, generator)}
     if args.against:
         old_draw = draw_at_revision(args.against)
         contenders[f"draw_{args.against}"] = lambda: old_draw(logits, controls, generator)
