@@ -113,3 +113,26 @@ def test_guidance_into_a_buffer_is_the_formula_bit_for_bit():
     for scale in (0.0, 2.0, 7.5):
         assert torch.equal(guide(cond, uncond, scale, buffers), cond + (scale - 1.0) * (cond - uncond))
     assert guide(cond, uncond, 1.0, buffers) is cond
+
+
+@pytest.mark.gpu
+def test_on_cuda_a_draw_with_reused_buffers_allocates_only_small_values():
+    """The CUDA caching allocator counts every allocation (at least 512 bytes each)."""
+    rows, vocab = 16, 64000
+    logits = torch.randn(rows, vocab, device="cuda", generator=torch.Generator("cuda").manual_seed(0)) * 2
+    controls = SamplingControls(top_k=16000, top_p=0.9)
+    buffers = DrawBuffers("cuda")
+
+    def allocated_by(fn):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_stats()["allocated_bytes.all.allocated"]
+        result = fn()
+        torch.cuda.synchronize()
+        return torch.cuda.memory_stats()["allocated_bytes.all.allocated"] - before, result
+
+    fresh_bytes, want = allocated_by(lambda: draw(logits, controls, torch.Generator("cuda").manual_seed(1)))
+    draw(logits, controls, torch.Generator("cuda").manual_seed(1), buffers)  # sizes the buffers
+    reused_bytes, got = allocated_by(lambda: draw(logits, controls, torch.Generator("cuda").manual_seed(1), buffers))
+    assert torch.equal(got, want)
+    assert fresh_bytes > 3 * rows * vocab * 4
+    assert reused_bytes <= 128 * 512  # fewer than 128 (rows, 1) values, each one allocator block
