@@ -127,7 +127,8 @@ def _buckets(z: torch.Tensor, top: torch.Tensor, buffers: DrawBuffers) -> torch.
     # sub then mul: two vectorised passes, cheaper on CPU than one broadcast addcmul
     value = torch.sub(top, z, out=buffers("scratch", (rows, vocab))).mul_(scale).clamp_(0, BUCKETS - 1)
     bucket = buffers(f"buckets_{index_type}", (rows, vocab), index_type).copy_(value)  # truncates, as .to() does
-    bucket += torch.arange(0, rows * BUCKETS, BUCKETS, out=buffers(f"row_starts_{index_type}", (rows,), index_type))[:, None]
+    row_starts = buffers(f"row_starts_{index_type}", (rows,), index_type)
+    bucket += torch.arange(0, rows * BUCKETS, BUCKETS, out=row_starts)[:, None]
     return bucket.view(-1)
 
 
@@ -158,7 +159,8 @@ def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.
         count = int(torch.count_nonzero(inside))
     else:
         left_out = torch.logical_not(collect, out=buffers("left_out", (rows, BUCKETS), torch.bool))
-        count = int(buffers("member_counts", (rows, BUCKETS), counts.dtype).copy_(counts).masked_fill_(left_out, 0).sum())
+        member_counts = buffers("member_counts", (rows, BUCKETS), counts.dtype).copy_(counts)
+        count = int(member_counts.masked_fill_(left_out, 0).sum())
     flat = torch.nonzero(inside, out=buffers("flat", (count, 1), torch.long)).view(count)  # grouped by row
     row = torch.div(flat, vocab, rounding_mode="floor", out=buffers("member_row", (count,), torch.long))
     per_row = buffers("per_row", (rows,), torch.long).zero_().index_add_(0, row, _ones(buffers, count))
@@ -169,15 +171,16 @@ def _sorted_members(z: torch.Tensor, flat_buckets: torch.Tensor, collect: torch.
     position -= torch.index_select(row_start, 0, row, out=buffers("member_scratch", (count,), torch.long))
     position += torch.mul(row, width, out=buffers("member_scratch", (count,), torch.long))
     values = buffers("member_values", (rows, width)).fill_(float("-inf"))
-    values.view(-1).index_copy_(0, position, torch.index_select(z.reshape(-1), 0, flat, out=buffers("member_logits", (count,))))
+    logits = torch.index_select(z.reshape(-1), 0, flat, out=buffers("member_logits", (count,)))
+    values.view(-1).index_copy_(0, position, logits)
     own = buffers("member_own", (count,), torch.long).copy_(
         torch.index_select(flat_buckets, 0, flat, out=buffers("member_flat", (count,), flat_buckets.dtype)))
     own -= torch.mul(row, BUCKETS, out=buffers("member_scratch", (count,), torch.long))  # the bucket within the row
     # float (exact up to 2^24): compared with float logits and weights without casting copies
     buckets = buffers("member_buckets", (rows, width)).fill_(BUCKETS)
     buckets.view(-1).index_copy_(0, position, buffers("member_own_float", (count,)).copy_(own))
-    values, order = torch.sort(values, dim=1, descending=True,
-                               out=(buffers("sorted_values", (rows, width)), buffers("order", (rows, width), torch.long)))
+    sorted_out = (buffers("sorted_values", (rows, width)), buffers("order", (rows, width), torch.long))
+    values, order = torch.sort(values, dim=1, descending=True, out=sorted_out)
     return values, torch.gather(buckets, 1, order, out=buffers("sorted_buckets", (rows, width)))
 
 
@@ -186,7 +189,8 @@ def _mass_strictly_above(values: torch.Tensor, weights: torch.Tensor, buffers: D
     shape = tuple(values.shape)
     inclusive = torch.cumsum(weights, dim=-1, out=buffers("inclusive", shape))
     negated = torch.neg(values, out=buffers("negated", shape))
-    larger = torch.searchsorted(negated, negated, right=False, out=buffers("larger", shape, torch.long))  # how many are strictly larger
+    # how many are strictly larger
+    larger = torch.searchsorted(negated, negated, right=False, out=buffers("larger", shape, torch.long))
     last_larger = torch.sub(larger, 1, out=buffers("last_larger", shape, torch.long)).clamp_min_(0)
     above = torch.gather(inclusive, -1, last_larger, out=buffers("above", shape))
     return above.masked_fill_(torch.eq(larger, 0, out=buffers("none_larger", shape, torch.bool)), 0.0)
@@ -358,7 +362,8 @@ def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor, buffers: DrawBuff
     total = buffers("total", (rows, 1)).copy_(ends32[:, -1:])
     target = torch.mul(uniform, total, out=buffers("target", (rows, 1)))
     chunk = torch.searchsorted(ends32, target, right=True, out=buffers("chunk", (rows, 1), torch.long))
-    last_chunk = torch.searchsorted(ends32, total, out=buffers("last_chunk", (rows, 1), torch.long))  # the last with weight
+    # the last chunk with weight
+    last_chunk = torch.searchsorted(ends32, total, out=buffers("last_chunk", (rows, 1), torch.long))
     torch.minimum(chunk, last_chunk, out=chunk)
     start = torch.where(chunk > 0, ends.gather(1, (chunk - 1).clamp_min(0)), 0.0)
     offsets = torch.arange(size, out=buffers("chunk_offsets", (size,), torch.long))
@@ -366,12 +371,14 @@ def _inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor, buffers: DrawBuff
     past_vocab = torch.ge(position, vocab, out=buffers("past_vocab", (rows, size), torch.bool))
     position.clamp_max_(vocab - 1)
     inside = torch.gather(weights, 1, position, out=buffers("chunk_weights", (rows, size)))
-    inside = buffers("chunk_weights64", (rows, size), torch.float64).copy_(inside).masked_fill_(past_vocab, 0.0)
+    inside = buffers("chunk_weights64", (rows, size), torch.float64).copy_(inside)
+    inside.masked_fill_(past_vocab, 0.0)
     running64 = torch.cumsum(inside, dim=1, out=buffers("running64", (rows, size), torch.float64)).add_(start)
     running = buffers("running", (rows, size)).copy_(running64)
     last = buffers("running_last", (rows, 1)).copy_(running[:, -1:])
     offset = torch.searchsorted(running, target, right=True, out=buffers("offset", (rows, 1), torch.long))
-    last_offset = torch.searchsorted(running, last, out=buffers("last_offset", (rows, 1), torch.long))  # the last token with weight
+    # the last token with weight
+    last_offset = torch.searchsorted(running, last, out=buffers("last_offset", (rows, 1), torch.long))
     torch.minimum(offset, last_offset, out=offset)
     tokens = torch.add(chunk * size, offset, out=buffers("tokens", (rows, 1), torch.long))
     return tokens.view(rows)

@@ -61,7 +61,8 @@ def test_decode_steps_allocate_nothing_in_the_sampling_beyond_a_few_values_per_r
 
     # the same steps with fresh scratch at every draw: the profile does see the (rows, vocab) tensors
     fresh_draw = draw
-    monkeypatch.setattr("nbp.sampler.draw", lambda logits, controls, generator, buffers: fresh_draw(logits, controls, generator))
+    monkeypatch.setattr("nbp.sampler.draw",
+                        lambda logits, controls, generator, buffers: fresh_draw(logits, controls, generator))
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         assert torch.equal(generate(model, cond=cond, **kw), expected)
     assert max(allocated_per_step(prof)) > 3 * rows * VOCAB * 4
