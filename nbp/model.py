@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nbp.attention import attention, build_mask, resolve_backend
 from nbp.config import NBPConfig
+from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.kv_cache import KVCache
 from nbp.masks import block_causal_mask, group_boundaries
@@ -174,9 +175,11 @@ class NBPTransformer(nn.Module):
         bounds = group_boundaries(self.mask_spec)
         self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
         self._backends: dict[str, str] = {}
-        # Decoding state, never saved: the one KV cache (see setup_cache) and the compiled
-        # static step (see compile_step). Whether a call runs compiled is its own argument.
+        # Decoding state, never saved: the one KV cache and the draw's scratch beside it (see
+        # setup_cache), and the compiled static step (see compile_step). Whether a call runs
+        # compiled is its own argument.
         self._cache: KVCache | None = None
+        self.draw_buffers: DrawBuffers | None = None
         self._compiled_step = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
@@ -417,7 +420,8 @@ class NBPTransformer(nn.Module):
         Allocated on the first call and reused by every later one, so its buffers keep
         their addresses and compiled steps / CUDA graphs recorded on them stay valid.
         It is replaced only when more rows, another dtype or another device are asked
-        for; callers with fewer rows pad their batch up to `cache.batch_size`.
+        for; callers with fewer rows pad their batch up to `cache.batch_size`. The scratch
+        of the block draw (`draw_buffers`) is kept beside it, on the same device.
         """
         device, dtype = self._cache_place(device, dtype)
         cache = self._cache
@@ -426,6 +430,8 @@ class NBPTransformer(nn.Module):
         elif cache.batch_size < max_batch:
             cache = self._cache = None  # let the old buffers go before the larger ones are allocated
             self._cache = self.new_cache(max_batch, device, dtype)
+        if self.draw_buffers is None or self.draw_buffers.device != device:
+            self.draw_buffers = DrawBuffers(device)
         return self._cache
 
     def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:

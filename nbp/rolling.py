@@ -89,7 +89,8 @@ def iter_latent_frames(
     total = T if latent_frames is None else int(latent_frames)
     check_length(config, total)
     args = dict(controls=controls, generator=generator, decoder=decoder, compiled=compiled, dtype=dtype)
-    recent: deque[torch.Tensor] = deque(maxlen=T - 1)  # the last W - 1 latent frames, (B, H', W') each
+    # the last W - 1 latent frames, (B, H', W') each (a model of one latent frame keeps its one)
+    recent: deque[torch.Tensor] = deque(maxlen=max(T - 1, 1))
     if c:
         recent.extend(config.context_layout.seq_to_grid(cond).unbind(1))
         yield from recent

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import torch
 
 from nbp.blocks import BlockLayout
+from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, guide
 
 Segment = tuple[int, int]  # [start, end) positions of the generated sequence
+SAMPLE_BLOCK = "nbp.sample_block"  # profiler label of the per-step sampling work (guidance, draw, writes)
 
 
 def decode_segments(layout: BlockLayout, token_by_token: int) -> list[Segment]:
@@ -50,6 +52,7 @@ class CachedDecoder:
     def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
         self.cache = model.setup_cache(rows, device=device, dtype=dtype)
+        self.buffers = model.draw_buffers  # reused by every step, call and batch, like the cache
         self.rows = self.cache.batch_size
         self.compiled = compiled
         self.start_len = model.config.token_by_token
@@ -81,6 +84,7 @@ class RecomputeDecoder:
         self.model = model
         self.rows = rows
         self.cond = self.clip_start = None
+        self.buffers = DrawBuffers(device)
 
     def start(self, cond, seq: torch.Tensor, segment: Segment, clip_start=None) -> torch.Tensor:
         self.cond, self.clip_start = cond, clip_start
@@ -206,13 +210,16 @@ def sample_segments(
     todo = [(i, s) for i, s in enumerate(segments) if s[0] >= first]
     logits = dec.start(model_cond, seq, todo[0][1], clip_start=flags)
     for step, (index, (a, b)) in enumerate(todo):
-        if controls.guided:
-            scale = controls.scale_at(index, len(segments))
-            logits = guide(logits[:batch].float(), logits[batch:rows].float(), scale)
-        tokens = draw(logits[:batch], controls, generator)
-        seq[:batch, a:b] = tokens
-        if controls.guided:
-            seq[batch:rows, a:b] = tokens
+        with torch.profiler.record_function(SAMPLE_BLOCK):
+            if controls.guided:
+                scale = controls.scale_at(index, len(segments))
+                cond_logits = dec.buffers.float32("cond_logits", logits[:batch])
+                uncond_logits = dec.buffers.float32("uncond_logits", logits[batch:rows])
+                logits = guide(cond_logits, uncond_logits, scale, dec.buffers)
+            tokens = draw(logits[:batch], controls, generator, dec.buffers)  # lives in dec.buffers until the next draw
+            seq[:batch, a:b] = tokens
+            if controls.guided:
+                seq[batch:rows, a:b] = tokens
         yield seq[:batch], (a, b)
         if step + 1 < len(todo):
             logits = dec.feed(seq, (a, b), todo[step + 1][1])

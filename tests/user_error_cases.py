@@ -401,6 +401,8 @@ def _cases() -> list[Case]:
         "ckpt_path best without one": "--ckpt_path best", "grid mismatch": "--model.init_args.overrides.grid [4,8,8]",
         "checkpoint.every_n_train_steps -1": "--checkpoint.every_n_train_steps -1",
         "seed text": "--seed_everything abc",
+        "window 1": "--data.init_args.window 1", "window longer than the clips": "--data.init_args.window 9",
+        "window model on whole clips": "--model.init_args.overrides.window 5",
     }.items():
         add(f"train/{name}", f"{train} {extra}", must_not_exist=[runs])
     add("train/config missing", "train fit --config {missing}.yaml")

@@ -70,6 +70,12 @@ def test_the_models_own_length_gives_exactly_the_samplers_tokens(layout, conditi
     assert torch.equal(roll(model, cond, controls=controls, seed=3), expected)
 
 
+def test_a_model_of_one_latent_frame_yields_it():
+    model = tiny_model("rows", "class", window=False, grid=(1, 2, 4))
+    seq, _ = sample_sequence(model, condition_for(model), 2, SAMPLED, torch.Generator().manual_seed(0))
+    assert torch.equal(roll(model, condition_for(model)), model.config.layout.seq_to_grid(seq))
+
+
 def test_frames_complete_in_order_as_soon_as_their_last_block_is_sampled():
     model = tiny_model("rows", "class")
     cond = condition_for(model)
