@@ -30,7 +30,7 @@ from nbp.errors import UserError
 from nbp.model_file import load_model_file, save_model_file
 from nbp.model import NBPTransformer, token_cross_entropy
 
-FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes")
+FILLED_FROM_DATA = ("vocab_size", "grid", "num_classes", "window")
 # NBPConfig fields that only change how a model trains or runs, not what its weights mean.
 RUNTIME_FIELDS = ("attn_backend", "dropout", "p_uncond", "grad_checkpointing", "compile")
 
@@ -126,6 +126,9 @@ class NBPModule(L.LightningModule):
             # A larger model vocabulary would train, but nbp sample then refuses the tokenizer pairing.
             raise UserError(f"the data's tokenizer has {data['vocab_size']} codes but the model vocab_size is "
                             f"{cfg.vocab_size}{hint}")
+        if "window" in data and data["window"] != cfg.window:
+            given = f"windows of {data['window']} latent frames" if data["window"] else "whole clips"
+            raise UserError(f"the data gives {given} but the model config has window={cfg.window}{hint}")
         n = data.get("num_classes")
         if cfg.condition == "class" and n is not None and n != cfg.num_classes:
             raise UserError(f"the data has {n} classes but the model num_classes is {cfg.num_classes}{hint}")
@@ -155,7 +158,7 @@ class NBPModule(L.LightningModule):
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         """Loss, top-1/top-5 accuracy (skipped when not wanted: the top-k costs ~5 % of a small CPU step)."""
         video, cond = self.split_batch(batch)
-        logits = self.model(video, cond)
+        logits = self.model(video, cond, batch.get("clip_start"))
         loss = token_cross_entropy(logits, video)
         flat_logits, targets = logits.reshape(-1, logits.shape[-1]), video.reshape(-1)
         if not with_accuracy:
@@ -217,7 +220,7 @@ class NBPModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Per video: bits per generated token under the model (its compression of that video), and its label."""
         video, cond = self.split_batch(batch)
-        logits = self.model(video, cond).float()
+        logits = self.model(video, cond, batch.get("clip_start")).float()
         nll = token_cross_entropy(logits, video, reduction="none").mean(dim=1)
         return {"bits_per_token": nll / math.log(2), "label": batch["label"]}
 

@@ -16,11 +16,15 @@ from lightning_modules.resumable import ResumableDataLoader
 from nbp.data import DatasetConfig
 from nbp.errors import UserError, ignore_interrupt_in_worker
 from nbp.token_cache import TokenCache
+from nbp.token_windows import TokenWindows
 
 
 def collate_tokens(items: list[dict]) -> dict:
-    return {"tokens": torch.stack([it["tokens"] for it in items]),
-            "label": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+    batch = {"tokens": torch.stack([it["tokens"] for it in items]),
+             "label": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+    if "clip_start" in items[0]:
+        batch["clip_start"] = torch.tensor([it["clip_start"] for it in items], dtype=torch.bool)
+    return batch
 
 
 def collate_videos(items: list[dict]) -> dict:
@@ -43,7 +47,7 @@ class TokenDataModule(L.LightningDataModule):
     def __init__(self, train_cache: str | None = None, val_cache: str | None = None,
                  tokenizer: str | None = None, train_data: DatasetConfig | None = None,
                  val_data: DatasetConfig | None = None, batch_size: int = 32, val_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 0):
+                 num_workers: int = 0, seed: int = 0, window: int | None = None):
         """Give `train_cache` (and optionally `val_cache`), or `tokenizer` with `train_data` (and `val_data`).
 
         Args:
@@ -56,6 +60,9 @@ class TokenDataModule(L.LightningDataModule):
             val_batch_size: held-out batch per process (None: batch_size).
             num_workers: DataLoader worker processes.
             seed: fixes the shuffling order of every epoch (identical across a resume).
+            window: train on windows of this many latent frames of longer clips (token caches only):
+                every window of every training clip, shuffled; held-out clips at their start, middle
+                and end. Each batch then says which windows start their clip ("clip_start").
         """
         super().__init__()
         self.save_hyperparameters()
@@ -67,6 +74,9 @@ class TokenDataModule(L.LightningDataModule):
             raise UserError("TokenDataModule: tokenizing on the fly needs train_data (a dataset config)")
         if batch_size < 1:
             raise UserError(f"TokenDataModule.batch_size={batch_size} is invalid; it must be >= 1")
+        if window is not None and (on_the_fly or window < 2):
+            raise UserError(f"TokenDataModule.window={window} is invalid: at least 2 latent frames, and only with "
+                            f"train_cache (tokenize long clips first)")
         if num_workers < 0:
             raise UserError(f"TokenDataModule.num_workers={num_workers} is invalid; it must be >= 0")
         self.on_the_fly = on_the_fly
@@ -85,12 +95,18 @@ class TokenDataModule(L.LightningDataModule):
 
             classes = getattr(build_dataset(cfg), "class_names", None)
             return {"grid": grid, "vocab_size": int(tok.vocab_size), "num_classes": len(classes) if classes else None,
-                    "tokenizer": compression_of(vars(tok.config))}
+                    "tokenizer": compression_of(vars(tok.config)), "window": 0}
         from nbp.token_cache import read_meta
 
         meta = read_meta(self.hparams.train_cache)
-        return {"grid": meta.grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes,
-                "tokenizer": compression_of(meta.tokenizer_config or {})}
+        grid, window = meta.grid, self.hparams.window
+        if window is not None:
+            if window > grid[0]:
+                raise UserError(f"TokenDataModule.window={window} is longer than the clips of "
+                                f"{self.hparams.train_cache} ({grid[0]} latent frames, {meta.frames} pixel frames)")
+            grid = (window, *grid[1:])
+        return {"grid": grid, "vocab_size": meta.vocab_size, "num_classes": meta.num_classes,
+                "tokenizer": compression_of(meta.tokenizer_config or {}), "window": window or 0}
 
     @property
     def tokenizer(self):
@@ -119,6 +135,12 @@ class TokenDataModule(L.LightningDataModule):
             self._val = TokenCache(val) if val is not None else None
             if self._val is not None:
                 self._val.check(tokenizer_sha256=self._train.meta.tokenizer_sha256, grid=self._train.grid)
+            window = self.hparams.window
+            if window is not None:
+                clip_frames = self._train.grid[0]
+                self._train = TokenWindows(self._train, clip_frames, window, "all")
+                if self._val is not None:
+                    self._val = TokenWindows(self._val, clip_frames, window, "fixed")
 
     def _loader(self, dataset, train: bool, batch_size: int) -> DataLoader:
         collate = collate_videos if self.on_the_fly else collate_tokens

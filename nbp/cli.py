@@ -33,6 +33,8 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "tokenizer": "nbp.bench.tokenizer",
         "train": "nbp.bench.train",
         "sampling": "nbp.bench.sampling",
+        "rolling": "nbp.bench.rolling",
+        "streaming": "nbp.bench.streaming",
         "fvd": "nbp.bench.fvd",
         "gpu-check": "nbp.bench.gpu_check",
     },

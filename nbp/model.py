@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nbp.attention import attention, build_mask, resolve_backend
 from nbp.config import NBPConfig
+from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.kv_cache import KVCache
 from nbp.masks import block_causal_mask, group_boundaries
@@ -144,6 +145,10 @@ class NBPTransformer(nn.Module):
         elif cfg.condition == "class":
             # the last row is the learned null class, trained by condition dropout (for guidance)
             self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.n_embd)
+        if cfg.window:
+            # row 1: the window starts at the clip's first latent frame (one pixel frame), row 0: mid-clip
+            # (four pixel frames); added to every input position, like class_every_position
+            self.clip_start_emb = nn.Embedding(2, cfg.n_embd)
         if cfg.first_block == "start_block":
             self.start_emb = nn.Parameter(torch.zeros(self.block_len, cfg.n_embd))
         elif cfg.first_block == "hybrid":
@@ -170,9 +175,11 @@ class NBPTransformer(nn.Module):
         bounds = group_boundaries(self.mask_spec)
         self._decode_group_end = dict(zip(bounds[:-1], bounds[1:]))  # valid step start -> its end
         self._backends: dict[str, str] = {}
-        # Decoding state, never saved: the one KV cache (see setup_cache) and the compiled
-        # static step (see compile_step). Whether a call runs compiled is its own argument.
+        # Decoding state, never saved: the one KV cache and the draw's scratch beside it (see
+        # setup_cache), and the compiled static step (see compile_step). Whether a call runs
+        # compiled is its own argument.
         self._cache: KVCache | None = None
+        self.draw_buffers: DrawBuffers | None = None
         self._compiled_step = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
@@ -300,9 +307,19 @@ class NBPTransformer(nn.Module):
             return self._embed(cond)
         return None
 
-    def _add_class(self, x: torch.Tensor, class_vector: torch.Tensor | None) -> torch.Tensor:
-        """With class_every_position, every input position also carries the class embedding (B, 1, C)."""
-        return x + class_vector if self.config.class_every_position else x
+    def _everywhere(self, prefix: torch.Tensor | None, clip_start, batch: int) -> torch.Tensor | None:
+        """The vector (B, 1, C) every input position carries: the class embedding (class_every_position)
+        plus the clip-start embedding (window models; clip_start None means every window starts the clip)."""
+        vector = prefix if self.config.class_every_position else None
+        if self.config.window:
+            if clip_start is None:
+                clip_start = torch.ones(batch, dtype=torch.long, device=self.clip_start_emb.weight.device)
+            flag = self.clip_start_emb(torch.as_tensor(clip_start).long().reshape(batch))[:, None]
+            vector = flag if vector is None else vector + flag
+        return vector
+
+    def _add_everywhere(self, x: torch.Tensor, vector: torch.Tensor | None) -> torch.Tensor:
+        return x if vector is None else x + vector
 
     # ------------------------------------------------------------------ training forward
 
@@ -311,18 +328,21 @@ class NBPTransformer(nn.Module):
             self._backends[device.type] = resolve_backend(self.config.attn_backend, device)
         return self._backends[device.type]
 
-    def forward(self, video: torch.Tensor, cond=None) -> torch.Tensor:
-        """video (B, N) long in sequence order -> logits (B, N, V); logits[:, i] predicts video[:, i]."""
-        return self._logits(self._trunk(video, cond)[:, self.config.logits_start:])
+    def forward(self, video: torch.Tensor, cond=None, clip_start=None) -> torch.Tensor:
+        """video (B, N) long in sequence order -> logits (B, N, V); logits[:, i] predicts video[:, i].
+
+        clip_start (window models): bool (B,), whether each window starts at its clip's first latent
+        frame; None: every one does."""
+        return self._logits(self._trunk(video, cond, clip_start)[:, self.config.logits_start:])
 
     @torch.no_grad()
-    def all_logits(self, video: torch.Tensor, cond=None) -> torch.Tensor:
+    def all_logits(self, video: torch.Tensor, cond=None, clip_start=None) -> torch.Tensor:
         """Logits over every row of the head (the whole shared vocabulary) at every position of the
         training sequence, prefix included: what the reference model computes, for comparisons."""
-        x = self.norm_f(self._trunk(video, cond))
+        x = self.norm_f(self._trunk(video, cond, clip_start))
         return self.head(x) if self.head is not None else F.linear(x, self.tok_emb.weight[:-1])
 
-    def _trunk(self, video: torch.Tensor, cond=None) -> torch.Tensor:
+    def _trunk(self, video: torch.Tensor, cond=None, clip_start=None) -> torch.Tensor:
         """The training sequence through the transformer blocks: (B, seq_len, C) before the final norm."""
         B, N, L, K = video.shape[0], self.num_tokens, self.block_len, self.start_len
         if video.ndim != 2 or video.shape[1] != N:
@@ -332,17 +352,9 @@ class NBPTransformer(nn.Module):
             cond = self.drop_condition(cond)
 
         prefix = self._embed_prefix(cond)
-        parts = [prefix]
-        first_block = self.config.first_block
-        if first_block == "start_block":
-            parts.append(self.start_emb.expand(B, -1, -1))
-        elif first_block == "hybrid":
-            parts += [self.bos_emb.expand(B, -1, -1), self._embed(video[:, : K - 1])]
-        block_inputs = self._embed(video[:, (K - L if first_block == "hybrid" else 0) : N - L])
-        parts.append(self._with_placeholders(block_inputs) if self.config.hybrid_placeholders else block_inputs)
-        x = torch.cat([p for p in parts if p is not None], dim=1)
+        x = self._embed_inputs(prefix, video, N - L, B)
         x, rope = self._positions(x, slice(0, self.seq_len))
-        x = self.drop(self._add_class(x, prefix))
+        x = self.drop(self._add_everywhere(x, self._everywhere(prefix, clip_start, B)))
 
         backend = self.backend_for(video.device)
         autocast = torch.is_autocast_enabled(video.device.type)
@@ -355,6 +367,23 @@ class NBPTransformer(nn.Module):
                 x = block(x, mask, backend, rope)
         return x
 
+    def _embed_inputs(self, prefix, video: torch.Tensor | None, end: int, B: int) -> torch.Tensor:
+        """The input sequence [prefix][start block][video tokens K-L .. end-1 (hybrid) or 0 .. end-1]
+        embedded (B, S, C); video None: the prefix and the start block (bos in hybrid mode) only."""
+        L, K = self.block_len, self.start_len
+        first_block = self.config.first_block
+        parts = [prefix]
+        if first_block == "start_block":
+            parts.append(self.start_emb.expand(B, -1, -1))
+        elif first_block == "hybrid":
+            parts.append(self.bos_emb.expand(B, -1, -1))
+            if video is not None:
+                parts.append(self._embed(video[:, : K - 1]))
+        if video is not None:
+            block_inputs = self._embed(video[:, (K - L if first_block == "hybrid" else 0) : end])
+            parts.append(self._with_placeholders(block_inputs) if self.config.hybrid_placeholders else block_inputs)
+        return torch.cat([p for p in parts if p is not None], dim=1)
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits over the video ids only (the rows of a shared vocabulary past video_offset)."""
         x = self.norm_f(x)
@@ -363,9 +392,9 @@ class NBPTransformer(nn.Module):
             return F.linear(x, self.tok_emb.weight[start:end])
         return self.head(x) if start == 0 else F.linear(x, self.head.weight[start:end])
 
-    def loss(self, video: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, video: torch.Tensor, cond=None, clip_start=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over the generated tokens; returns (loss, logits)."""
-        logits = self(video, cond)
+        logits = self(video, cond, clip_start)
         return token_cross_entropy(logits, video), logits
 
     # ------------------------------------------------------------------ decoding with a KV cache
@@ -391,7 +420,8 @@ class NBPTransformer(nn.Module):
         Allocated on the first call and reused by every later one, so its buffers keep
         their addresses and compiled steps / CUDA graphs recorded on them stay valid.
         It is replaced only when more rows, another dtype or another device are asked
-        for; callers with fewer rows pad their batch up to `cache.batch_size`.
+        for; callers with fewer rows pad their batch up to `cache.batch_size`. The scratch
+        of the block draw (`draw_buffers`) is kept beside it, on the same device.
         """
         device, dtype = self._cache_place(device, dtype)
         cache = self._cache
@@ -400,12 +430,14 @@ class NBPTransformer(nn.Module):
         elif cache.batch_size < max_batch:
             cache = self._cache = None  # let the old buffers go before the larger ones are allocated
             self._cache = self.new_cache(max_batch, device, dtype)
+        if self.draw_buffers is None or self.draw_buffers.device != device:
+            self.draw_buffers = DrawBuffers(device)
         return self._cache
 
     def _run_cached(self, x: torch.Tensor, cache: KVCache, mask) -> torch.Tensor:
         """Eager decoding: write by slice at the host position, attend to the filled part of the cache."""
         x, rope = self._positions(x, slice(cache.pos, cache.pos + x.shape[1]))
-        x = self._add_class(x, cache.condition)
+        x = self._add_everywhere(x, cache.condition)
         backend = "sdpa" if mask is not None else self.backend_for(x.device)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, backend, rope, cache, layer)
@@ -418,7 +450,7 @@ class NBPTransformer(nn.Module):
         n = tokens.shape[1]
         index = cache.step_index(n)
         x, rope = self._positions(self._embed(tokens), index)
-        x = self._add_class(x, cache.condition)
+        x = self._add_everywhere(x, cache.condition)
         mask = cache.valid_keys(n)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, "sdpa", rope, cache, layer, index)
@@ -437,31 +469,34 @@ class NBPTransformer(nn.Module):
         return self._compiled_step
 
     @torch.no_grad()
-    def prefill(self, cond, cache: KVCache) -> torch.Tensor:
+    def prefill(self, cond, cache: KVCache, video: torch.Tensor | None = None, clip_start=None) -> torch.Tensor:
         """Reset the cache and write the prefix and the start of the sequence.
 
         Returns logits (B, L, V) for video block 0 (start_block mode) or (B, 1, V)
-        for the first video token (hybrid mode).
+        for the first video token (hybrid mode). video (B, n): video tokens already
+        known (whole blocks, past any token-by-token start), written in the same call;
+        the logits are then those of the block after them. clip_start: see `forward`.
         """
-        B = cache.batch_size
+        B, L = cache.batch_size, self.block_len
         self._check_cond(cond, B)
+        n = 0 if video is None else video.shape[1]
+        if n and (n % L or n < self.config.token_by_token or self.config.hybrid_placeholders
+                  or n > self.num_tokens - L):
+            raise ValueError(f"prefill of {n} known video tokens: need whole blocks of {L}, at least "
+                             f"{self.config.token_by_token} and at most {self.num_tokens - L}, no placeholders")
         cache.reset()
         prefix = self._embed_prefix(cond)
-        if self.config.class_every_position:
-            cache.hold_condition(prefix)
-        parts = [prefix]
-        if self.config.first_block == "start_block":
-            parts.append(self.start_emb.expand(B, -1, -1))
-        elif self.config.first_block == "hybrid":
-            parts.append(self.bos_emb.expand(B, -1, -1))
-        x = torch.cat([p for p in parts if p is not None], dim=1)
-        n = x.shape[1]
-        # the prefix must not see the start block, so this one call needs the mask
-        mask = block_causal_mask(self.mask_spec, x.device)[:n, :n]
-        cache.check_room(n)
+        vector = self._everywhere(prefix, clip_start, B)
+        if vector is not None:
+            cache.hold_condition(vector)
+        x = self._embed_inputs(prefix, video if n else None, n, B)
+        S = x.shape[1]
+        # the prefix must not see the start block, nor a block the blocks after it, so this call needs the mask
+        mask = block_causal_mask(self.mask_spec, x.device)[:S, :S]
+        cache.check_room(S)
         x = self._run_cached(x, cache, mask)
-        cache.advance(n)
-        return self._logits(x[:, self.config.logits_start:])
+        cache.advance(S)
+        return self._logits(x[:, -L:] if n else x[:, self.config.logits_start:])
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache, compiled: bool = False) -> torch.Tensor:

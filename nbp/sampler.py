@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import torch
 
 from nbp.blocks import BlockLayout
+from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, guide
 
 Segment = tuple[int, int]  # [start, end) positions of the generated sequence
+SAMPLE_BLOCK = "nbp.sample_block"  # profiler label of the per-step sampling work (guidance, draw, writes)
 
 
 def decode_segments(layout: BlockLayout, token_by_token: int) -> list[Segment]:
@@ -50,13 +52,16 @@ class CachedDecoder:
     def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
         self.cache = model.setup_cache(rows, device=device, dtype=dtype)
+        self.buffers = model.draw_buffers  # reused by every step, call and batch, like the cache
         self.rows = self.cache.batch_size
         self.compiled = compiled
         self.start_len = model.config.token_by_token
         self.block_len = model.config.layout.block_len
 
-    def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
-        return self.model.prefill(cond, self.cache)
+    def start(self, cond, seq: torch.Tensor, segment: Segment, clip_start=None) -> torch.Tensor:
+        """Prefill the condition, the start block and the tokens of `seq` before `segment` (known ones)."""
+        known = seq[:, : segment[0]] if segment[0] else None
+        return self.model.prefill(cond, self.cache, video=known, clip_start=clip_start)
 
     def feed(self, seq: torch.Tensor, done: Segment, segment: Segment) -> torch.Tensor:
         """Feed the tokens just sampled (`done`), get the logits of `segment`."""
@@ -78,15 +83,16 @@ class RecomputeDecoder:
     def __init__(self, model, rows: int, device, dtype=None, compiled: bool = False):
         self.model = model
         self.rows = rows
-        self.cond = None
+        self.cond = self.clip_start = None
+        self.buffers = DrawBuffers(device)
 
-    def start(self, cond, seq: torch.Tensor, segment: Segment) -> torch.Tensor:
-        self.cond = cond
+    def start(self, cond, seq: torch.Tensor, segment: Segment, clip_start=None) -> torch.Tensor:
+        self.cond, self.clip_start = cond, clip_start
         return self.feed(seq, (0, 0), segment)
 
     def feed(self, seq: torch.Tensor, done: Segment, segment: Segment) -> torch.Tensor:
         a, b = segment
-        return self.model(seq, self.cond)[:, a:b]
+        return self.model(seq, self.cond, self.clip_start)[:, a:b]
 
 
 def _device_of(model) -> torch.device:
@@ -139,6 +145,41 @@ def sample_sequence(
     the decode step compiled (this call only). dtype: of the KV cache (default: the
     autocast dtype if active, else the weights'); the caller sets up the compute dtype.
     """
+    device = _device_of(model)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
+    started = time.perf_counter()
+    calls = 0
+    for seq, _ in sample_segments(model, cond, batch_size, controls, generator, decoder, compiled, dtype):
+        calls += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    layout = model.config.layout
+    stats = DecodeStats(model_calls=calls, seconds=seconds, tokens=layout.num_tokens, batch_size=seq.shape[0])
+    return seq, stats
+
+
+@torch.no_grad()
+def sample_segments(
+    model,
+    cond=None,
+    batch_size: int | None = None,
+    controls: SamplingControls = SamplingControls(),
+    generator: torch.Generator | None = None,
+    decoder: str = "cache",
+    compiled: bool = False,
+    dtype: torch.dtype | None = None,
+    known: torch.Tensor | None = None,
+    clip_start: bool = True,
+):
+    """`sample_sequence` one model call at a time: yields (seq (B, N), (a, b)) once seq[:, a:b] is sampled.
+
+    known (B, n): the first n generated tokens, given instead of sampled (whole blocks past any
+    token-by-token start); only the rest is sampled, after one prefill that writes them all.
+    clip_start (window models): whether the sequence starts at the clip's first latent frame.
+    The yielded `seq` is the decoder's buffer: read it before asking for the next segment.
+    """
     config = model.config
     layout = config.layout  # the generated tokens (context frames excluded)
     batch = _batch_size_of(cond, batch_size)
@@ -156,22 +197,29 @@ def sample_sequence(
     segments = decode_segments(layout, config.token_by_token)
 
     seq = torch.zeros(dec.rows, layout.num_tokens, dtype=torch.long, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
-    started = time.perf_counter()
-    logits = dec.start(model_cond, seq, segments[0])
-    for index, (a, b) in enumerate(segments):
-        if controls.guided:
-            scale = controls.scale_at(index, len(segments))
-            logits = guide(logits[:batch].float(), logits[batch:rows].float(), scale)
-        tokens = draw(logits[:batch], controls, generator)
-        seq[:batch, a:b] = tokens
-        if controls.guided:
-            seq[batch:rows, a:b] = tokens
-        if index + 1 < len(segments):
-            logits = dec.feed(seq, (a, b), segments[index + 1])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
-    stats = DecodeStats(model_calls=len(segments), seconds=seconds, tokens=layout.num_tokens, batch_size=batch)
-    return seq[:batch], stats
+    first = 0
+    if known is not None and known.shape[1]:
+        first = known.shape[1]
+        if known.shape[0] != batch or first not in [a for a, _ in segments]:
+            raise ValueError(f"known tokens {tuple(known.shape)}: need ({batch}, n) with n at a block start")
+        seq[:batch, :first] = known
+        seq[batch:rows, :first] = known[: rows - batch]
+    flags = None
+    if config.window:
+        flags = torch.full((dec.rows,), bool(clip_start), dtype=torch.bool, device=device)
+    todo = [(i, s) for i, s in enumerate(segments) if s[0] >= first]
+    logits = dec.start(model_cond, seq, todo[0][1], clip_start=flags)
+    for step, (index, (a, b)) in enumerate(todo):
+        with torch.profiler.record_function(SAMPLE_BLOCK):
+            if controls.guided:
+                scale = controls.scale_at(index, len(segments))
+                cond_logits = dec.buffers.float32("cond_logits", logits[:batch])
+                uncond_logits = dec.buffers.float32("uncond_logits", logits[batch:rows])
+                logits = guide(cond_logits, uncond_logits, scale, dec.buffers)
+            tokens = draw(logits[:batch], controls, generator, dec.buffers)  # lives in dec.buffers until the next draw
+            seq[:batch, a:b] = tokens
+            if controls.guided:
+                seq[batch:rows, a:b] = tokens
+        yield seq[:batch], (a, b)
+        if step + 1 < len(todo):
+            logits = dec.feed(seq, (a, b), todo[step + 1][1])

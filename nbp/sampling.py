@@ -11,16 +11,18 @@ context video) into model inputs and token grids back into pixels.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
 
 from nbp import pixels, precision
 from nbp.errors import UserError, first_line
-from nbp.sampler import DecodeStats, sample_sequence
+from nbp.rolling import iter_latent_frames, latent_frames_for, rolling_model_calls
+from nbp.sampler import DecodeStats
 from nbp.sampling_controls import SamplingControls
 
-__all__ = ["generate", "generate_tokens", "load_model", "load_tokenizer", "tokens_to_video", "check_compatible"]
+__all__ = ["generate", "generate_tokens", "iter_token_frames", "load_model", "load_tokenizer", "tokens_to_video", "check_compatible"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype=None):
@@ -106,6 +108,69 @@ def _frames_condition(config, tokenizer, cond, device, dtype=None) -> tuple[torc
     return layout.grid_to_seq(grid).contiguous(), grid
 
 
+def model_condition(model, tokenizer, cond, num, dtype=None):
+    """User-level condition -> (model input: class ids / context tokens / None, batch size for None)."""
+    config = model.config
+    device = next(model.parameters()).device
+    if config.condition == "class":
+        return _class_condition(config, cond, num, device), None
+    if config.condition == "frames":
+        return _frames_condition(config, tokenizer, cond, device, dtype)[0], None
+    if cond is not None:
+        raise UserError("this model is unconditional; pass num=... instead of cond")
+    return None, num or 1
+
+
+def temporal_downsample(model, tokenizer=None) -> int:
+    """Pixel frames per latent frame: the tokenizer's, else what the model file recorded of it."""
+    if tokenizer is not None:
+        return int(tokenizer.config.temporal_downsample)
+    recorded = (getattr(model, "tokenizer_record", None) or {}).get("temporal_downsample")
+    if recorded is None:
+        raise UserError("frames=... needs the tokenizer (this model file does not record its temporal "
+                        "downsampling); pass tokenizer=...")
+    return int(recorded)
+
+
+def latent_length(model, tokenizer, frames: int | None) -> int:
+    """Latent frames (context included) of a video of `frames` pixel frames; None: the model's length."""
+    return model.config.grid[0] if frames is None else latent_frames_for(int(frames), temporal_downsample(model, tokenizer))
+
+
+@torch.no_grad()
+def iter_token_frames(
+    model,
+    tokenizer=None,
+    cond=None,
+    num: int | None = None,
+    *,
+    frames: int | None = None,
+    controls: SamplingControls = SamplingControls(),
+    generator: torch.Generator | None = None,
+    compile: bool = False,
+    dtype=None,
+):
+    """Yield the token grid (B, H', W') of every latent frame of a video of `frames` pixel frames
+    (1 + 4k; default: the model's length), each as soon as it is sampled, context frames first.
+
+    cond, num, compile, dtype: as in `generate_tokens`. Longer videos than the model's need a
+    window model (NBPConfig.window); see nbp.rolling.
+    """
+    device = next(model.parameters()).device
+    dtype = precision.resolve_dtype(dtype, device)
+    model_cond, batch = model_condition(model, tokenizer, cond, num, dtype)
+    latent = latent_length(model, tokenizer, frames)
+    inner = iter_latent_frames(model, model_cond, latent, batch, controls=controls, generator=generator,
+                               compiled=compile, dtype=dtype)
+    while True:
+        # the compute context is entered per frame: a generator must not leave autocast on in its caller
+        with precision.compute_context(model, dtype, device):
+            frame = next(inner, None)
+        if frame is None:
+            return
+        yield frame
+
+
 @torch.no_grad()
 def generate_tokens(
     model,
@@ -113,6 +178,7 @@ def generate_tokens(
     cond=None,
     num: int | None = None,
     *,
+    frames: int | None = None,
     controls: SamplingControls = SamplingControls(),
     generator: torch.Generator | None = None,
     compile: bool = False,
@@ -120,26 +186,23 @@ def generate_tokens(
 ) -> tuple[torch.Tensor, DecodeStats]:
     """Sample the full latent grid (B, T', H', W') (context frames included) and decode stats.
 
-    compile: run the decode step compiled, for this call only. dtype: the compute dtype
-    (default bfloat16 on CUDA, float32 on CPU); float32 weights then run under autocast.
+    frames: pixel frames of the video (1 + 4k; default: the model's length). compile: run the
+    decode step compiled, for this call only. dtype: the compute dtype (default bfloat16 on
+    CUDA, float32 on CPU); float32 weights then run under autocast.
     """
-    config = model.config
     device = next(model.parameters()).device
-    dtype = precision.resolve_dtype(dtype, device)
-    context_grid = None
-    if config.condition == "class":
-        model_cond, batch = _class_condition(config, cond, num, device), None
-    elif config.condition == "frames":
-        (model_cond, context_grid), batch = _frames_condition(config, tokenizer, cond, device, dtype), None
-    else:
-        if cond is not None:
-            raise UserError("this model is unconditional; pass num=... instead of cond")
-        model_cond, batch = None, num or 1
-    with precision.compute_context(model, dtype, device):
-        seq, stats = sample_sequence(model, model_cond, batch, controls, generator, compiled=compile, dtype=dtype)
-    grid = config.layout.seq_to_grid(seq)
-    if context_grid is not None:
-        grid = torch.cat([context_grid, grid], dim=1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
+    started = time.perf_counter()
+    grid = torch.stack(list(iter_token_frames(model, tokenizer, cond, num, frames=frames, controls=controls,
+                                              generator=generator, compile=compile, dtype=dtype)), dim=1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    latent = grid.shape[1]
+    config = model.config
+    stats = DecodeStats(model_calls=rolling_model_calls(config, latent), seconds=time.perf_counter() - started,
+                        tokens=(latent - config.context_frames) * config.grid[1] * config.grid[2],
+                        batch_size=grid.shape[0])
     return grid, stats
 
 
@@ -193,6 +256,7 @@ def generate(
     cfg_ramp: bool = False,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    frames: int | None = None,
     compile: bool = False,
     dtype=None,
 ) -> torch.Tensor:
@@ -202,7 +266,8 @@ def generate(
     (NBPConfig.class_names, e.g. a converted UCF-101 model), for a class-conditional model; a context
     video (B, 3, T, H, W, uint8 or float [0, 1]) or its tokens for a frames-conditioned
     model (the output then starts with the reconstructed context); None for an
-    unconditional model, with `num` samples. cfg_scale 1 = no guidance. compile: run the
+    unconditional model, with `num` samples. cfg_scale 1 = no guidance. frames: pixel frames
+    (1 + 4k, e.g. 65; default: the model's length; longer needs a window model). compile: run the
     decode step compiled (this call only). dtype: float32 / bfloat16 / float16 for the
     transformer and the tokenizer (default bfloat16 on CUDA, float32 on CPU).
     """
@@ -211,6 +276,6 @@ def generate(
     device = next(model.parameters()).device
     if tokenizer is not None:
         check_compatible(model, tokenizer)
-    grid, _ = generate_tokens(model, tokenizer, cond, num, controls=controls,
+    grid, _ = generate_tokens(model, tokenizer, cond, num, frames=frames, controls=controls,
                               generator=_generator_for(device, generator, seed), compile=compile, dtype=dtype)
     return grid if tokenizer is None else tokens_to_video(tokenizer, grid, dtype)

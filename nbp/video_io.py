@@ -65,27 +65,54 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def encode_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, pix_fmt: str) -> None:
-    """Encode uint8 (T, H, W, C) frames into `path` (mp4 container)."""
+def _add_video_stream(container, height: int, width: int, fps: int, crf: int, pix_fmt: str, low_latency: bool = False):
+    """The video stream every mp4 of ours has: H.264 at `crf` (else MPEG-4), one encoder thread.
+
+    low_latency: each frame's packet comes out as the frame goes in (no lookahead, no B-frames),
+    so a file written while frames are generated grows with them.
+    """
     codec = video_codec()
     if codec != "libx264":
         pix_fmt = "yuv420p"  # mpeg4 has no 4:4:4 profile
-    if pix_fmt != "yuv444p":
+    if pix_fmt != "yuv444p":  # chroma-subsampled: even sizes (the frames are padded to match)
+        height, width = height + height % 2, width + width % 2
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = height, width
+    stream.pix_fmt = pix_fmt
+    stream.codec_context.thread_count = 1
+    if codec == "libx264":
+        stream.options = {"crf": str(crf), **({"tune": "zerolatency"} if low_latency else {})}
+    else:
+        stream.bit_rate = 8_000_000
+    return stream
+
+
+def _encode_frames(container, stream, frames: np.ndarray) -> None:
+    if stream.pix_fmt != "yuv444p":
         frames = _pad_to_even(frames)
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.thread_count = 1
-        if codec == "libx264":
-            stream.options = {"crf": str(crf)}
-        else:
-            stream.bit_rate = 8_000_000
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():  # flush the encoder
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
             container.mux(packet)
+
+
+def _flush(container, stream) -> None:
+    for packet in stream.encode():  # the frames the encoder still holds
+        container.mux(packet)
+
+
+def encode_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, pix_fmt: str) -> None:
+    """Encode uint8 (T, H, W, C) frames into `path` (mp4 container)."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = _add_video_stream(container, frames.shape[1], frames.shape[2], fps, crf, pix_fmt)
+        _encode_frames(container, stream, frames)
+        _flush(container, stream)
+
+
+def _check_mp4_settings(fps: int, pix_fmt: str) -> None:
+    if fps <= 0:
+        raise UserError(f"fps={fps}: must be positive")
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        raise UserError(f"pix_fmt={pix_fmt!r}; valid: yuv420p, yuv444p")
 
 
 def write_mp4(path: str | os.PathLike, video, fps: int = 8, *, crf: int = 18, pix_fmt: str = "yuv420p") -> Path:
@@ -94,10 +121,7 @@ def write_mp4(path: str | os.PathLike, video, fps: int = 8, *, crf: int = 18, pi
     The default yuv420p plays everywhere; pass pix_fmt="yuv444p" for near-lossless
     colour at sharp edges (H.264 High 4:4:4, not every player supports it).
     """
-    if fps <= 0:
-        raise UserError(f"fps={fps}: must be positive")
-    if pix_fmt not in ("yuv420p", "yuv444p"):
-        raise UserError(f"pix_fmt={pix_fmt!r}; valid: yuv420p, yuv444p")
+    _check_mp4_settings(fps, pix_fmt)
     path = Path(path)
     frames = tile_side_by_side(video)
     with atomic_path(path) as tmp:
@@ -154,3 +178,67 @@ def write_png_grid(path: str | os.PathLike, videos, gap: int = 2) -> Path:
     path = Path(path)
     write_bytes_atomic(path, _png_bytes(png_grid(videos, gap)))
     return path
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where a growing `NAME.mp4` lives until it is finished: `NAME.partial.mp4`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+class GrowingMp4:
+    """An mp4 written while its frames are being made.
+
+    The frames go to `NAME.partial.mp4`, a fragmented mp4 that players can open while it
+    grows (it trails the frames written by one: a frame's fragment is closed when the next
+    frame arrives); `finish` renames it to `NAME.mp4`, so a file under the final name is
+    always complete. `stop` closes what was written, a playable shorter video, and leaves it
+    under the partial name. Input: (C, T, H, W) or a batch side by side, as for write_mp4.
+    """
+
+    MOVFLAGS = "empty_moov+default_base_moof+frag_every_frame"
+
+    def __init__(self, path: str | os.PathLike, fps: int = 8, *, crf: int = 18, pix_fmt: str = "yuv420p"):
+        _check_mp4_settings(fps, pix_fmt)
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.fps, self.crf, self.pix_fmt = fps, crf, pix_fmt
+        self.frames = 0
+        self._container = self._stream = None
+
+    def write(self, video) -> None:
+        frames = tile_side_by_side(video)
+        if self._container is None:  # opened at the first frames, which give the size
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.partial), mode="w", format="mp4",
+                                      options={"movflags": self.MOVFLAGS, "flush_packets": "1"})
+            self._stream = _add_video_stream(self._container, frames.shape[1], frames.shape[2], self.fps,
+                                             self.crf, self.pix_fmt, low_latency=True)
+        _encode_frames(self._container, self._stream, frames)
+        self.frames += len(frames)
+
+    def finish(self) -> Path:
+        """Close the file and give it its final name."""
+        if not self.frames:
+            raise UserError(f"{self.path}: no frames were written")
+        self._close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def stop(self) -> Path | None:
+        """Close the file where it is (the partial name); None when there is none (no frame yet, or finished)."""
+        self._close()
+        return self.partial if self.partial.exists() else None
+
+    def discard(self) -> None:
+        """Close the file and delete it."""
+        self._close()
+        self.partial.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            try:
+                _flush(container, self._stream)
+            finally:
+                container.close()

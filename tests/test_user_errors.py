@@ -26,6 +26,9 @@ SUBSET = [
     "sample/fps 0",
     "sample/context not a video",
     "sample/device cuda",
+    "sample/frames 18",
+    "sample/frames beyond a whole-clip model",
+    "bench/rolling frames",
     "eval fvd/out is a folder",
     "eval ucf101/no detector",
     "eval ucf101/cache meta corrupt",
@@ -36,6 +39,7 @@ SUBSET = [
     "train/train_cache shard corrupt",
     "train/default_root_dir unwritable",
     "train/config empty",
+    "train/window longer than the clips",
     "demo/device tpu",
     "interrupt/tokenize with workers",
 ]

@@ -277,6 +277,10 @@ def _cases() -> list[Case]:
         "context on a class model": "--context {video}", "device gpu7": "--device gpu7",
         "device tpu": "--device tpu", "device cuda": "--device cuda", "device cuda:3": "--device cuda:3",
         "compile text": "--compile maybe", "seed text": "--seed abc", "unknown option": "--steps 3",
+        "frames 0": "--frames 0", "frames 18": "--frames 18", "frames text": "--frames long",
+        "frames beyond a whole-clip model": "--frames 65",
+        "stream text": "--stream maybe", "stream with frames 18": "--stream true --frames 18",
+        "stream beyond a whole-clip model": "--stream true --frames 65",
     }.items():
         add(f"sample/{name}", f"{sample} {extra}", must_not_exist=[s_out])
     for name, (model, tokenizer) in {
@@ -397,6 +401,8 @@ def _cases() -> list[Case]:
         "ckpt_path best without one": "--ckpt_path best", "grid mismatch": "--model.init_args.overrides.grid [4,8,8]",
         "checkpoint.every_n_train_steps -1": "--checkpoint.every_n_train_steps -1",
         "seed text": "--seed_everything abc",
+        "window 1": "--data.init_args.window 1", "window longer than the clips": "--data.init_args.window 9",
+        "window model on whole clips": "--model.init_args.overrides.window 5",
     }.items():
         add(f"train/{name}", f"{train} {extra}", must_not_exist=[runs])
     add("train/config missing", "train fit --config {missing}.yaml")
@@ -412,13 +418,19 @@ def _cases() -> list[Case]:
         add(f"demo/{name}", f"demo --out {demo_out} {extra}", must_not_exist=[demo_out])
     add("demo/out is a file", "demo --out {a_file}")
     add("demo/out unwritable", "demo --out /proc/nbp_demo")
+    add("demo/long text", "demo --out {case}/demo_long --long maybe", must_not_exist=["{case}/demo_long"])
 
     # -- nbp bench (measurement tools still refuse bad input in one line)
     for name, argv in {"sampling preset": "bench sampling --preset huge", "sampling dtype": "bench sampling --dtype fp8",
                        "sampling device": "bench sampling --device gpu7", "train device": "bench train --device tpu",
                        "train steps": "bench train --steps 0", "tokenizer frames": "bench tokenizer --frames 0",
                        "tokenizer device": "bench tokenizer --device cuda", "fvd device": "bench fvd --device gpu7",
-                       "data root missing": "bench data --root {missing}"}.items():
+                       "data root missing": "bench data --root {missing}",
+                       "rolling frames": "bench rolling --frames 17 18", "rolling preset": "bench rolling --preset huge",
+                       "rolling batch 0": "bench rolling --batch-size 0",
+                       "streaming frames": "bench streaming --frames 17 18",
+                       "streaming model without tokenizer": "bench streaming --model {model_class}",
+                       "streaming rounds 0": "bench streaming --rounds 0"}.items():
         add(f"bench/{name}", argv)
 
     # -- Ctrl-C while the work runs: exit 130, one line, no worker tracebacks
@@ -430,6 +442,8 @@ def _cases() -> list[Case]:
         interrupt_when="{case}/int_tok/meta.json")
     add("interrupt/sample", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_sample "
         f"--num 50 --batch-size 1 --device cpu", expect="interrupt", interrupt_when="{case}/int_sample")
+    add("interrupt/sample stream", f"sample --model {{model_class}} --tokenizer {{tokenizer}} --out {{case}}/int_stream "
+        f"--num 50 --batch-size 1 --device cpu --stream true", expect="interrupt", interrupt_when="{case}/int_stream")
     return cases
 
 

@@ -45,7 +45,10 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.mid(self.conv_in(z)))
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        return self.to_pixels(self.conv_out(F.silu(self.norm_out(h))))
+
+    def to_pixels(self, out: torch.Tensor) -> torch.Tensor:
+        """The last conv's output -> pixels in [-1, 1] (frame by frame, so a stream shares it)."""
         if self.tanh_output:
             out = torch.tanh(out)
         if self.patch > 1:

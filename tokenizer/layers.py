@@ -94,9 +94,10 @@ class Upsample(nn.Module):
         self.fs = 2 if space else 1
         self.conv = nn.Conv3d(in_ch, out_ch * self.ft * self.fs * self.fs, 1)
 
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """Every latent frame -> ft frames, none dropped (a stream drops only its very first one)."""
+        return rearrange(self.conv(x), "b (c ft fh fw) t h w -> b c (t ft) (h fh) (w fw)",
+                         ft=self.ft, fh=self.fs, fw=self.fs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(self.conv(x), "b (c ft fh fw) t h w -> b c (t ft) (h fh) (w fw)",
-                      ft=self.ft, fh=self.fs, fw=self.fs)
-        if self.ft == 2:
-            x = x[:, :, 1:]
-        return x
+        return self.unfold(x)[:, :, self.ft - 1:]

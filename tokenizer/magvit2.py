@@ -72,13 +72,16 @@ class Depth2Space3D(nn.Module):
         super().__init__()
         self.factors = factors
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """Every latent frame -> ft frames, none dropped (a stream drops only its very first ones)."""
         b, c, t, h, w = x.shape
         ft, fh, fw = self.factors
         c_out = c // (ft * fh * fw)
         x = x.view(b, ft, fh, fw, c_out, t, h, w).permute(0, 4, 5, 1, 6, 2, 7, 3)
-        x = x.reshape(b, c_out, t * ft, h * fh, w * fw)
-        return x[:, :, ft - 1:]  # causal: the first latent frame becomes one frame
+        return x.reshape(b, c_out, t * ft, h * fh, w * fw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unfold(x)[:, :, self.factors[0] - 1:]  # causal: the first latent frame becomes one frame
 
 
 def _widths(config: TokenizerConfig) -> list[int]:
@@ -138,4 +141,8 @@ class Magvit2Decoder(nn.Module):
         x = z
         for layer in self.layers:
             x = layer(x)
+        return self.to_pixels(x)
+
+    @staticmethod
+    def to_pixels(x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1  # the reference's [0, 1] -> [-1, 1]

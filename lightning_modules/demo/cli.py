@@ -324,6 +324,10 @@ def summary_table(summary: dict) -> str:
     if pred.get("objects"):  # absent from a frame_prediction stage finished by an older release
         rows.append(("predicted objects", f"{_objects(pred['objects'])}   (freezing the last context frame: "
                                           f"{_objects(pred['copy_last_frame']['objects'])})"))
+    if summary.get("long"):
+        from lightning_modules.demo.long import long_table
+
+        rows += long_table(summary["long"])
     rows += [(f"stage {name}", f"{seconds:.1f} s" + ("  (reused)" if name in summary["reused_stages"] else ""))
              for name, seconds in summary["stages"].items()]
     rows += [(name, path) for name, path in summary["outputs"].items()]
@@ -341,6 +345,9 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--minutes", type=float, default=15.0, help="total budget; every stage scales with it")
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--long", type=bool, default=False,
+                        help="also train window models on 65-frame clips and write 65-frame samples "
+                             "(lightning_modules/demo/long.py; about half the budget more)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads; 0: one per core, or 1 when the machine is already busy")
     return parser
@@ -372,7 +379,14 @@ def main(argv: list[str], prog: str = "nbp demo") -> int:
         "frame_prediction",
         lambda f: stage_frame_prediction(f, results["nbp"], tokenizer_path, data_root, args.minutes, args.seed, device))
 
+    long = None
+    if args.long:
+        from lightning_modules.demo.long import run_long_stages
+
+        long = run_long_stages(runner, results, args, budget, device, threads)
     summary = build_summary(runner, results, args, time.perf_counter() - started)
+    if long is not None:
+        summary["long"] = long
     write_json_atomic(out / "summary.json", summary)
     print(f"\nnbp demo: {out}/summary.json\n{summary_table(summary)}", flush=True)
     return 0

@@ -158,7 +158,7 @@ def split_call(model, batch: int, controls, compile: bool) -> dict:
     head_s = _best_of(lambda: model._logits(hidden), device)
     logits = model._logits(hidden)[:batch].float()
     generator = torch.Generator(device=device).manual_seed(0)
-    draw_s = _best_of(lambda: draw(logits, controls, generator), device)
+    draw_s = _best_of(lambda: draw(logits, controls, generator, model.draw_buffers), device)
     return {"tokens_per_call": block, "model_s": round(step_s - head_s, 6), "head_s": round(head_s, 6),
             "sampling_s": round(draw_s, 6), "call_s": round(step_s + draw_s, 6)}
 

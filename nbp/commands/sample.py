@@ -5,11 +5,13 @@
 
 writes one mp4 per sample (`TwoCircles_03.mp4` when class-conditional), a PNG
 grid and a GIF of all samples, and `samples.json` (settings, checkpoint
-checksums, timings).
+checksums, timings). With --stream, each mp4 grows as its frames are generated
+(as `NAME.partial.mp4`, renamed to `NAME.mp4` when complete).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,9 +25,11 @@ from nbp.devices import add_device_argument, pick_device
 from nbp.errors import UserError
 from nbp.files import check_output_folder, sha256_file, write_json_atomic
 from nbp.progress import progress
-from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, load_model, load_tokenizer,
-                          pixel_shape, tokens_to_video)
+from nbp.rolling import check_length
+from nbp.sampling import (check_compatible, context_pixel_frames, generate_tokens, latent_length, load_model,
+                          load_tokenizer, pixel_shape, tokens_to_video)
 from nbp.sampling_controls import SamplingControls, apply_preset
+from nbp.streaming import stream_frames
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -40,6 +44,8 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="classInd.txt ('1 Name' per line) giving the class names of a UCF-style dataset")
     parser.add_argument("--context", type=str, nargs="+", default=None,
                         help="videos whose first frames a frames-conditioned model continues")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per video, 1 + 4k (default: the model's length; longer needs a window model)")
     parser.add_argument("--num", type=int, default=1, help="samples per class / per context video / in total")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale; 1 = no guidance")
@@ -55,6 +61,8 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--compile", type=bool, default=False, help="torch.compile the decode step (CUDA graphs on GPU)")
     parser.add_argument("--dtype", type=str, default=None,
                         help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument("--stream", type=bool, default=False,
+                        help="write each mp4 while its frames are generated (NAME.partial.mp4 until complete)")
     return parser
 
 
@@ -142,6 +150,41 @@ def batched_condition(conds: list):
     return torch.stack(conds), None
 
 
+def stream_to_files(frames, paths: list[Path], fps: int) -> tuple[torch.Tensor, float, float]:
+    """Append each sample's frames to its growing mp4 as they come; (videos, seconds, seconds to the first frame).
+
+    On Ctrl-C the files keep the frames written so far under their partial names (and the
+    user is told where); on an error they are deleted.
+    """
+    from nbp.video_io import GrowingMp4
+
+    writers = [GrowingMp4(path, fps=fps) for path in paths]
+    chunks, first = [], None
+    started = time.perf_counter()
+    try:
+        for chunk in frames:
+            chunk = chunk.cpu()
+            if first is None:
+                first = time.perf_counter() - started
+            for writer, one in zip(writers, chunk):
+                writer.write(one)
+            chunks.append(chunk)
+        seconds = time.perf_counter() - started
+        for writer in writers:
+            writer.finish()
+    except KeyboardInterrupt:
+        kept = [str(path) for path in (writer.stop() for writer in writers) if path is not None]
+        if kept:
+            print(f"nbp: stopped while streaming; the frames written so far are kept as playable partial "
+                  f"videos: {', '.join(kept)}", file=sys.stderr)
+        raise
+    except BaseException:
+        for writer in writers:
+            writer.discard()
+        raise
+    return torch.cat(chunks, dim=2), seconds, first
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -151,6 +194,8 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
         raise UserError(f"--num {args.num} / --batch-size {args.batch_size} are invalid; both must be >= 1")
     if args.fps < 1:
         raise UserError(f"--fps {args.fps}: must be >= 1")
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames {args.frames}: must be 1 + 4k (e.g. 17, 33, 65)")
     if args.classes is not None and args.class_names:
         raise UserError("--classes and --class-names both given; pick classes one way")
     device = pick_device(args.device)
@@ -161,6 +206,7 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     model = load_model(args.model, device, dtype)
     tokenizer = load_tokenizer(args.tokenizer, device)
     check_compatible(model, tokenizer)
+    check_length(model.config, latent_length(model, tokenizer, args.frames))
     jobs = make_jobs(args, tokenizer, model.config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,40 +216,58 @@ def main(argv: list[str], prog: str = "nbp sample") -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     videos, files = [], []
     sample_seconds = decode_seconds = 0.0
-    model_calls = 0
+    model_calls = tokens = 0
+    first_frame_seconds = []
     batches = [jobs[i:i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
     for batch in progress(batches, desc="sampling", unit="batch"):
         cond, num = batched_condition([c for c, _ in batch])
-        grid, stats = generate_tokens(model, tokenizer, cond, num, controls=controls, generator=generator,
-                                      compile=args.compile, dtype=dtype)
-        started = time.perf_counter()
-        video = tokens_to_video(tokenizer, grid, dtype).cpu()
-        decode_seconds += time.perf_counter() - started
-        sample_seconds += stats.seconds
-        model_calls += stats.model_calls
-        for one, (_, stem) in zip(video, batch):
-            files.append(write_mp4(out / f"{stem}.mp4", one, fps=args.fps).name)
-            videos.append(one)
+        paths = [out / f"{stem}.mp4" for _, stem in batch]
+        if args.stream:
+            pieces = stream_frames(model, tokenizer, cond, num, frames=args.frames, controls=controls,
+                                   generator=generator, compile=args.compile, dtype=dtype)
+            video, seconds, first = stream_to_files(pieces, paths, args.fps)
+            sample_seconds += seconds
+            first_frame_seconds.append(round(first, 4))
+        else:
+            grid, stats = generate_tokens(model, tokenizer, cond, num, frames=args.frames, controls=controls,
+                                          generator=generator, compile=args.compile, dtype=dtype)
+            started = time.perf_counter()
+            video = tokens_to_video(tokenizer, grid, dtype).cpu()
+            decode_seconds += time.perf_counter() - started
+            sample_seconds += stats.seconds
+            model_calls += stats.model_calls
+            tokens += stats.tokens * stats.batch_size
+            for one, path in zip(video, paths):
+                write_mp4(path, one, fps=args.fps)
+        files += [path.name for path in paths]
+        videos += list(video)
 
     all_videos = torch.stack(videos)
     write_png_grid(out / "samples.png", all_videos)
     write_gif(out / "samples.gif", all_videos, fps=args.fps)
     frames = all_videos.shape[0] * all_videos.shape[2]
+    timings = {"samples": len(videos), "batches": len(batches)}
+    if args.stream:  # sampling and decoding interleave: one clock for both
+        timings |= {
+            "time_to_first_frame_seconds": first_frame_seconds,
+            "seconds": round(sample_seconds, 4),
+            "frames_per_second": round(frames / max(sample_seconds, 1e-9), 3),
+        }
+    else:
+        timings |= {
+            "steps_per_batch": model_calls // len(batches),
+            "model_calls": model_calls,
+            "sampling_seconds": round(sample_seconds, 4),
+            "decode_seconds": round(decode_seconds, 4),
+            "tokens_per_second": round(tokens / max(sample_seconds, 1e-9), 2),
+            "frames_per_second": round(frames / max(sample_seconds + decode_seconds, 1e-9), 3),
+            "frames_per_second_transformer_only": round(frames / max(sample_seconds, 1e-9), 3),
+        }
     report = {
         "settings": {**{k: v for k, v in vars(args).items() if k != "config"}, "controls": asdict(controls)},
         "checksums": {"model_sha256": sha256_file(args.model), "tokenizer_sha256": sha256_file(args.tokenizer)},
         "model": model.config.to_dict(),
-        "timings": {
-            "samples": len(videos),
-            "batches": len(batches),
-            "steps_per_batch": model.config.decode_steps,
-            "model_calls": model_calls,
-            "sampling_seconds": round(sample_seconds, 4),
-            "decode_seconds": round(decode_seconds, 4),
-            "tokens_per_second": round(len(videos) * model.config.num_tokens / max(sample_seconds, 1e-9), 2),
-            "frames_per_second": round(frames / max(sample_seconds + decode_seconds, 1e-9), 3),
-            "frames_per_second_transformer_only": round(frames / max(sample_seconds, 1e-9), 3),
-        },
+        "timings": timings,
         "files": files + ["samples.png", "samples.gif"],
     }
     write_json_atomic(out / "samples.json", report)

@@ -204,7 +204,7 @@ def test_on_the_fly_batches_hold_the_same_tokens_as_the_cache(synthetic_root, tm
     data = TokenDataModule(tokenizer=str(tok_path), train_data=test_split, val_data=test_split, batch_size=4)
     # the same description from the tokenizer as from the cache, its compression included (for model.pt)
     assert data.describe() == {"grid": (5, 8, 8), "vocab_size": 1000, "num_classes": 6,
-                               "tokenizer": {"temporal_downsample": 4, "spatial_downsample": 4}}
+                               "tokenizer": {"temporal_downsample": 4, "spatial_downsample": 4}, "window": 0}
     assert TokenDataModule(train_cache=str(tmp_path / "cache")).describe() == data.describe()
     data.setup("fit")
     batch = data.on_after_batch_transfer(next(iter(data.val_dataloader())), 0)

@@ -28,6 +28,7 @@ def checkpoints(tmp_path_factory):
     paths = {"tokenizer": folder / "tokenizer.pt"}
     for name, extra in {"class": dict(condition="class", num_classes=6),
                         "frames": dict(condition="frames", context_frames=2),
+                        "window": dict(condition="class", num_classes=6, window=5),
                         "wrong_vocab": dict(condition="class", num_classes=6, vocab_size=512)}.items():
         config = NBPConfig(**{**common, **extra})
         paths[name] = save_model_file(NBPTransformer(config), config, folder / f"{name}.pt")
@@ -118,3 +119,19 @@ def test_bfloat16_sampling_with_a_smaller_last_batch(checkpoints, tmp_path):
     assert report["settings"]["dtype"] == "bfloat16" and report["timings"]["batches"] == 2
     videos = sorted(out.glob("*.mp4"))
     assert len(videos) == 3 and all(frames_of(v) == (17, (32, 32, 3)) for v in videos)
+
+
+def test_frames_gives_videos_of_any_length_and_the_models_own_length_the_default_videos(checkpoints, tmp_path):
+    args = ["sample", "--model", str(checkpoints["window"]), "--tokenizer", str(checkpoints["tokenizer"]),
+            "--classes", "2", "--seed", "4"]
+    assert main(args + ["--frames", "33", "--out", str(tmp_path / "long")]) == 0
+    assert frames_of(tmp_path / "long" / "ThreeSquares_00.mp4") == (33, (32, 32, 3))
+    timings = json.loads((tmp_path / "long" / "samples.json").read_text())["timings"]
+    # 5 latent frames as usual (8 tokens one by one, then 39 rows), then 4 more: a re-prefill that
+    # gives the first row, and 7 more rows each
+    assert timings["model_calls"] == 8 + 5 * 8 - 1 + 4 * 8
+    assert main(args + ["--frames", "9", "--out", str(tmp_path / "short")]) == 0
+    assert frames_of(tmp_path / "short" / "ThreeSquares_00.mp4") == (9, (32, 32, 3))
+    assert main(args + ["--frames", "17", "--out", str(tmp_path / "own")]) == 0
+    assert main(args + ["--out", str(tmp_path / "default")]) == 0
+    assert (tmp_path / "own" / "samples.png").read_bytes() == (tmp_path / "default" / "samples.png").read_bytes()

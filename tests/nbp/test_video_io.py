@@ -8,7 +8,7 @@ from PIL import Image
 
 from nbp.data.synthetic import SyntheticVideoDataset
 from nbp.errors import UserError
-from nbp.video_io import png_grid, write_gif, write_mp4, write_png_grid
+from nbp.video_io import GrowingMp4, png_grid, write_gif, write_mp4, write_png_grid
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,48 @@ def test_bad_input_and_no_partial_files(tmp_path):
     with pytest.raises(UserError, match="fps"):
         write_mp4(tmp_path / "x.mp4", torch.zeros(3, 2, 8, 8), fps=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def _frames_in(path) -> int:
+    """Frames a reader can decode from a file that may still be growing (0 when none yet)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _ in container.decode(video=0))
+    except (av.error.FFmpegError, StopIteration):
+        return 0
+
+
+def test_growing_mp4_is_playable_while_written_and_renamed_when_finished(tmp_path, clips):
+    path = tmp_path / "grow.mp4"
+    video = GrowingMp4(path, fps=8, crf=0, pix_fmt="yuv444p")
+    assert video.partial == tmp_path / "grow.partial.mp4"
+    readable = []
+    for start, end in [(0, 1), (1, 5), (5, 9)]:  # 1 frame, then 4, as a stream of latent frames gives them
+        video.write(clips[0][:, start:end])
+        readable.append(_frames_in(video.partial))
+        assert not path.exists()
+    # a frame's fragment is closed when the next one arrives: the file trails by one frame at most
+    assert all(end - 1 <= n <= end for n, end in zip(readable, (1, 5, 9))), readable
+    assert video.finish() == path and not video.partial.exists()
+    assert video.stop() is None and path.exists()  # a Ctrl-C after finishing leaves the finished file alone
+    frames, fps = _decode_mp4(path)
+    assert frames.shape == (9, 32, 32, 3) and fps == pytest.approx(8)
+    assert np.abs(frames - clips[0].permute(1, 2, 3, 0).numpy().astype(int)).max() <= 1
+
+
+def test_growing_mp4_stopped_keeps_a_playable_partial(tmp_path, clips):
+    video = GrowingMp4(tmp_path / "stop.mp4", crf=0, pix_fmt="yuv444p")
+    video.write(clips[:, :, :5])  # a batch, side by side
+    kept = video.stop()
+    assert kept == tmp_path / "stop.partial.mp4" and not (tmp_path / "stop.mp4").exists()
+    frames, _ = _decode_mp4(kept)
+    assert frames.shape == (5, 32, 64, 3)
+    assert GrowingMp4(tmp_path / "none.mp4").stop() is None and not list(tmp_path.glob("none*"))
+    gone = GrowingMp4(tmp_path / "gone.mp4")
+    gone.write(clips[0][:, :1])
+    gone.discard()
+    assert not list(tmp_path.glob("gone*"))
+    with pytest.raises(UserError, match="fps=0"):
+        GrowingMp4(tmp_path / "x.mp4", fps=0)
