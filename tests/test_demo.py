@@ -446,6 +446,8 @@ def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, mon
 
 @pytest.mark.slow
 def test_long_option_adds_window_models_and_65_frame_samples(demo_runs, tmp_path):
+    from lightning_modules.demo.cli import SIZE
+
     import shutil
 
     import decord
@@ -457,12 +459,12 @@ def test_long_option_adds_window_models_and_65_frame_samples(demo_runs, tmp_path
     for stage in ALL_STAGES:
         assert f"stage '{stage}': reusing" in proc.stderr
     meta = json.loads((out / "long_tokens" / "train" / "meta.json").read_text())
-    assert meta["frames"] == 65 and meta["grid"] == [17, 8, 8]
+    assert meta["frames"] == 65 and meta["grid"] == [17, SIZE // 8, SIZE // 8]
     model = torch.load(out / "long_nbp" / "window" / "checkpoints" / "model.pt", weights_only=True)
-    assert model["config"]["window"] == 5 and model["config"]["grid"] == [5, 8, 8]
+    assert model["config"]["window"] == 5 and model["config"]["grid"] == [5, SIZE // 8, SIZE // 8]
     for name in CLASS_NAMES:
         reader = decord.VideoReader(str(out / "long_sample" / "videos" / f"{name}.mp4"))
-        assert len(reader) == 65 and reader[0].shape == (32, 32, 3)
+        assert len(reader) == 65 and reader[0].shape == (SIZE, SIZE, 3)
     long = json.loads((out / "summary.json").read_text())["long"]
     assert long["window"] == 5 and long["clip_frames"] == 65
     for key in ("plain_17", "window_17", "window_33", "window_65"):

@@ -178,7 +178,13 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
     model_overrides = {**config["model"]["init_args"].get("overrides", {}), **MODEL_OVERRIDES, **overrides}
     # vocab_size and grid are filled from the token cache: the demo's tokenizer decides them
     model_overrides.pop("vocab_size", None)
-    model_overrides.pop("grid", None)
+    config_rows = model_overrides.pop("grid", [None, None])[1]
+    rows, width = caches["train"]["grid"][1:]
+    # The config's one-latent-row blocks and its whole first latent frame token by token, at the cache's grid.
+    if model_overrides.get("block", [1, 1, 1]) != [1, 1, 1]:
+        model_overrides["block"] = [1, 1, width]
+    if "hybrid_blocks" not in overrides and model_overrides.get("hybrid_blocks") == config_rows:
+        model_overrides["hybrid_blocks"] = rows
     set_path(config, "model.init_args.overrides", model_overrides)
     set_path(config, "model.init_args.lr", MODEL_LR)
     set_path(config, "model.init_args.warmup_steps", 0)  # the demo's warm-up is by time (TimeBudgetSchedule)
@@ -193,13 +199,11 @@ def _transformer_config(name: str, caches: dict, device: str, **overrides) -> di
 def stage_nbp(folder: Path, caches: dict, budget: Budget, device: str, threads: int) -> dict:
     from lightning_modules.demo.lanes import TrainJob, plan_lanes, train_jobs
 
-    width = caches["train"]["grid"][-1]  # tokens per latent row at the demo's frame size
     configs = {
-        # one latent row per block, the whole first latent frame token by token
-        "nbp": _transformer_config("nbp/synthetic.yaml", caches, device, block=[1, 1, width], hybrid_blocks=width),
+        "nbp": _transformer_config("nbp/synthetic.yaml", caches, device),
         # hybrid_blocks 1: the context frames already decided the scene, so every generated row is parallel;
         # and no class to add everywhere: the frame model's condition is the context frames
-        "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames", block=[1, 1, width],
+        "frames": _transformer_config("nbp/synthetic.yaml", caches, device, condition="frames",
                                       context_frames=CONTEXT_LATENT_FRAMES, p_uncond=0.0, hybrid_blocks=1,
                                       class_every_position=False,
                                       **FRAME_MODEL_OVERRIDES),
