@@ -125,7 +125,7 @@ def test_summary_has_sane_numbers(demo_runs):
     sample_stage = json.loads((demo_runs["out"] / "sample" / "done.json").read_text())
     assert sample_stage["result"]["nbp"]["sampling_rounds"] == sample_stage["result"]["ntp"]["sampling_rounds"] == 3
     # rows of the grid's width: the first latent frame token by token, then the other rows; NTP: one step per token
-    from lightning_modules.demo.cli import SIZE
+    from lightning_modules.demo.settings import SIZE
 
     tokens_stage = json.loads((demo_runs["out"] / "tokens" / "done.json").read_text())["result"]
     frames, height, width = tokens_stage["train"]["grid"]
@@ -181,7 +181,7 @@ def test_videos_decode_and_carry_class_names(demo_runs):
     samples = sorted((out / "sample" / "videos").glob("*.mp4"))
     classes = {path.stem.rsplit("_", 1)[0] for path in samples}
     assert classes == set(CLASS_NAMES)
-    from lightning_modules.demo.cli import SIZE
+    from lightning_modules.demo.settings import SIZE
     from lightning_modules.demo.judges import looks_square
     from nbp.data.synthetic import is_circle
 
@@ -435,7 +435,7 @@ def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, mon
     scope: dict = {}
     exec(compile(example, "README.md", "exec"), scope)
     video = scope["video"]
-    from lightning_modules.demo.cli import SIZE
+    from lightning_modules.demo.settings import SIZE
 
     assert video.dtype == torch.uint8 and tuple(video.shape) == (2, 3, 17, SIZE, SIZE)
     written = tmp_path / "runs" / "two_samples.mp4"
@@ -446,7 +446,7 @@ def test_readme_python_example_runs_on_the_demo_outputs(demo_runs, tmp_path, mon
 
 @pytest.mark.slow
 def test_long_option_adds_window_models_and_65_frame_samples(demo_runs, tmp_path):
-    from lightning_modules.demo.cli import SIZE
+    from lightning_modules.demo.settings import SIZE
 
     import shutil
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules.demo import cli as demo
+from lightning_modules.demo import settings as demo
 from lightning_modules.demo.evaluate import _clips, mosaic, object_count_hits, read_back, seeded_generator
 from lightning_modules.demo.judges import object_centres, shown_colours
 from lightning_modules.demo.runner import Budget, StageRunner, log
@@ -78,8 +78,8 @@ def stage_long_nbp(folder: Path, caches: dict, window: int, budget: Budget, devi
     from lightning_modules.demo.train import set_path
 
     configs = {
-        "window": demo._transformer_config("nbp/synthetic.yaml", caches, device),
-        "window_frames": demo._transformer_config(
+        "window": demo.transformer_config("nbp/synthetic.yaml", caches, device),
+        "window_frames": demo.transformer_config(
             "nbp/synthetic.yaml", caches, device, condition="frames", context_frames=demo.CONTEXT_LATENT_FRAMES,
             p_uncond=0.0, hybrid_blocks=1, class_every_position=False, **demo.FRAME_MODEL_OVERRIDES),
     }
