@@ -19,7 +19,7 @@ from tests.nbp.test_model import make
 VOCAB = 4096
 BYTES_PER_ROW = 1024  # the allowance per drawn row: a few dozen (rows, 1) values of 8 bytes
 # the buffers the issue names (logits cast aside: float32 logits are read in place), sized by rows and vocabulary
-FIXED = ["guided", "weights", "scratch", "buckets_torch.int32", "mass", "counts", "cumulative", "chunk_sums",
+FIXED = ["guided", "weights", "scratch", "buckets", "mass", "counts", "cumulative", "chunk_sums",
          "uniform", "tokens"]
 
 
