@@ -18,6 +18,20 @@ def add_device_argument(parser) -> None:
     parser.add_argument("--device", type=str, default="auto", help=DEVICE_HELP)
 
 
+def add_threads_argument(parser, help: str = "CPU threads for torch (default: torch's choice)") -> None:
+    """`--threads N` of the benchmarks: None (torch's choice) unless given."""
+    parser.add_argument("--threads", type=int, default=None, help=help)
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU threads: `threads`, or torch's own choice for None; one error line below 1."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads {threads} is invalid; use >= 1")
+    torch.set_num_threads(threads)
+
+
 def pick_device(name: str, option: str = "--device") -> torch.device:
     """The device `name` asks for; UserError when it is not one of VALID or is absent here.
 
@@ -38,3 +52,9 @@ def pick_device(name: str, option: str = "--device") -> torch.device:
         raise UserError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
                         f"valid: cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return torch.device("cuda", index)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued work on `device`, so a wall-clock reading covers it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

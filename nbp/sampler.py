@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from nbp.blocks import BlockLayout
+from nbp.devices import sync
 from nbp.draw_buffers import DrawBuffers
 from nbp.errors import UserError
 from nbp.sampling_controls import SamplingControls, draw, guide
@@ -146,14 +147,12 @@ def sample_sequence(
     autocast dtype if active, else the weights'); the caller sets up the compute dtype.
     """
     device = _device_of(model)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
+    sync(device)  # time the decoding, not earlier queued work
     started = time.perf_counter()
     calls = 0
     for seq, _ in sample_segments(model, cond, batch_size, controls, generator, decoder, compiled, dtype):
         calls += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     seconds = time.perf_counter() - started
     layout = model.config.layout
     stats = DecodeStats(model_calls=calls, seconds=seconds, tokens=layout.num_tokens, batch_size=seq.shape[0])

@@ -19,6 +19,7 @@ import torch
 from nbp import pixels, precision
 from nbp.errors import UserError, first_line
 from nbp.rolling import iter_latent_frames, latent_frames_for, rolling_model_calls
+from nbp.devices import sync
 from nbp.sampler import DecodeStats
 from nbp.sampling_controls import SamplingControls
 
@@ -191,13 +192,11 @@ def generate_tokens(
     CUDA, float32 on CPU); float32 weights then run under autocast.
     """
     device = next(model.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # time the decoding, not earlier queued work
+    sync(device)  # time the decoding, not earlier queued work
     started = time.perf_counter()
     grid = torch.stack(list(iter_token_frames(model, tokenizer, cond, num, frames=frames, controls=controls,
                                               generator=generator, compile=compile, dtype=dtype)), dim=1)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     latent = grid.shape[1]
     config = model.config
     stats = DecodeStats(model_calls=rolling_model_calls(config, latent), seconds=time.perf_counter() - started,

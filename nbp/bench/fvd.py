@@ -24,8 +24,7 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nbp.bench.timing import sync
-from nbp.devices import add_device_argument
+from nbp.devices import add_device_argument, sync
 from nbp.errors import UserError
 
 

@@ -21,9 +21,8 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp import precision
-from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
-from nbp.devices import add_device_argument, pick_device
+from nbp.devices import add_device_argument, add_threads_argument, pick_device, set_threads, sync
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.rolling import iter_latent_frames, latent_frames_for
@@ -43,7 +42,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--frames", type=int, nargs="+", default=[17, 33, 65], help="video lengths, 1 + 4k each")
     parser.add_argument("--vocab-size", type=int, default=64000)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_threads_argument(parser)
     return parser
 
 
@@ -120,10 +119,7 @@ def main(argv: list[str], prog: str = "nbp bench rolling") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads {args.threads}: must be >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     lengths = [latent_frames_for(n, 4) for n in args.frames]
     if args.preset not in PRESETS:
         raise UserError(f"--preset {args.preset!r} is unknown; valid: {', '.join(PRESETS)}")

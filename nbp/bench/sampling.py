@@ -21,9 +21,8 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp import precision
-from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
-from nbp.devices import add_device_argument, pick_device
+from nbp.devices import add_device_argument, add_threads_argument, pick_device, set_threads, sync
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.sampler import pad_rows, sample_sequence
@@ -53,8 +52,8 @@ def build_parser(prog: str) -> ArgumentParser:
                         help="also time NBP without a cache (full forward at every step)")
     parser.add_argument("--decode", type=bool, default=True,
                         help="also time tokenizer decoding (ucf101 tokenizer preset, random weights)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is fastest for tiny models on a busy CPU")
+    add_threads_argument(parser, "CPU threads for torch (default: torch's choice); 1 is fastest for tiny models "
+                                 "on a busy CPU")
     parser.add_argument("--vocab-size", type=int, default=VOCAB,
                         help="tokenizer vocabulary (64000 = the paper's FSQ); the output head grows with it")
     parser.add_argument("--split", type=bool, default=True,
@@ -186,10 +185,7 @@ def main(argv: list[str], prog: str = "nbp bench sampling") -> int:
     device = pick_device(args.device)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} is invalid; use >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads {args.threads} is invalid; use >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
     precision.enable_tf32(device, dtype)
     controls = SamplingControls(top_k=args.top_k, top_p=args.top_p)

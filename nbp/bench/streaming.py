@@ -27,9 +27,8 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nbp import precision
-from nbp.bench.timing import sync
 from nbp.config import PRESETS, NBPConfig
-from nbp.devices import add_device_argument, pick_device
+from nbp.devices import add_device_argument, add_threads_argument, pick_device, set_threads, sync
 from nbp.errors import UserError
 from nbp.model import NBPTransformer
 from nbp.rolling import latent_frames_for
@@ -59,7 +58,7 @@ def build_parser(prog: str) -> ArgumentParser:
     add_device_argument(parser)
     parser.add_argument("--dtype", type=str, default=None,
                         help=f"{' | '.join(precision.DTYPES)} (default: bfloat16 on CUDA, float32 on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_threads_argument(parser)
     return parser
 
 
@@ -69,8 +68,6 @@ def check_args(args) -> None:
     for name in ("batch_size", "rounds", "size", "window_frames"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid; use >= 1")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads {args.threads} is invalid; use >= 1")
     if bool(args.model) != bool(args.tokenizer):
         raise UserError("--model and --tokenizer go together (the model's tokens need its tokenizer)")
 
@@ -188,10 +185,9 @@ def length_row(frames: int, streamed: list, generated: list, batch: int, tempora
 def main(argv: list[str], prog: str = "nbp bench streaming") -> int:
     args = build_parser(prog).parse_args(argv)
     check_args(args)
+    set_threads(args.threads)
     device = pick_device(args.device)
     dtype = precision.resolve_dtype(args.dtype, device, "--dtype")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     tokenizer = make_tokenizer(args, device)
     s = tokenizer.config.temporal_downsample
     lengths = [latent_frames_for(n, s) for n in [args.window_frames, *args.frames]]  # one line if one is invalid

@@ -18,8 +18,7 @@ import time
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nbp.bench.timing import sync
-from nbp.devices import add_device_argument, pick_device
+from nbp.devices import add_device_argument, pick_device, sync
 from nbp.errors import UserError
 from tokenizer import TokenizerConfig, VideoTokenizer
 

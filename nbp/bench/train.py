@@ -30,8 +30,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nbp.bench.timing import sync
-from nbp.devices import add_device_argument, pick_device
+from nbp.devices import add_device_argument, pick_device, sync
 from nbp.errors import UserError, first_line
 
 
