@@ -10,6 +10,7 @@ from nbp.model import NBPTransformer
 from nbp.rolling import iter_latent_frames, latent_frames_for
 from nbp.sampler import sample_sequence
 from nbp.sampling_controls import SamplingControls
+from tests.nbp.conditions import condition_for
 
 SAMPLED = SamplingControls(temperature=1.0, top_k=20, top_p=0.95)
 GUIDED = SamplingControls(temperature=1.0, cfg_scale=2.0)
@@ -37,15 +38,6 @@ def tiny_model(layout="rows", condition="class", window=True, **overrides) -> NB
     if window:  # a freshly initialised flag is small; make it matter as much as a trained one
         torch.nn.init.normal_(model.clip_start_emb.weight, std=1.0)
     return model
-
-
-def condition_for(model, batch=2):
-    config = model.config
-    if config.condition == "class":
-        return torch.arange(batch) % config.num_classes
-    if config.condition == "frames":
-        return torch.randint(0, config.vocab_size, (batch, config.prefix_len), generator=torch.Generator().manual_seed(5))
-    return None
 
 
 def roll(model, cond, latent_frames=None, controls=SAMPLED, seed=0, batch=2, **kw) -> torch.Tensor:

@@ -9,6 +9,7 @@ from nbp.model import NBPTransformer
 from nbp.sampler import CachedDecoder, decode_segments, sample_sequence
 from nbp.sampling import generate
 from nbp.sampling_controls import SamplingControls, draw
+from tests.nbp.conditions import condition_for
 
 
 GREEDY, SAMPLED = SamplingControls(temperature=0.0), SamplingControls(temperature=1.0, top_k=20, top_p=0.95)
@@ -32,15 +33,6 @@ def tiny_model(layout="rows", condition="class", **overrides) -> NBPTransformer:
     config = NBPConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0,
                        **{**LAYOUTS[layout], **CONDITIONS[condition], **overrides})
     return NBPTransformer(config).eval()
-
-
-def condition_for(model, batch=2):
-    config = model.config
-    if config.condition == "class":
-        return torch.arange(batch) % config.num_classes
-    if config.condition == "frames":
-        return torch.randint(0, config.vocab_size, (batch, config.prefix_len), generator=torch.Generator().manual_seed(7))
-    return None
 
 
 def run(model, cond, controls, seed=0, batch=2, **kw):
