@@ -20,7 +20,7 @@ import torch
 
 from lightning_modules.nbp_module import NBPModule
 from lightning_modules.token_data import TokenDataModule
-from nbp.token_cache import CacheMeta, TokenCacheWriter
+from tests.token_caches import write_token_cache
 from tokenizer import TokenizerConfig, VideoTokenizer
 
 pytestmark = pytest.mark.slow
@@ -64,15 +64,9 @@ def trained(tmp_path_factory):
     tokenizer.save(root / "tokenizer.pt")
     rng = np.random.default_rng(0)
     n, classes = 16, 6
-    meta = CacheMeta(tokenizer_sha256="0" * 64, tokenizer_config={}, vocab_size=tokenizer.vocab_size, grid=GRID,
-                     frames=17, fps=8, resolution=(32, 32), dataset={"kind": "test"}, shard_size=16,
-                     num_source_items=n, num_classes=classes)
-    writer = TokenCacheWriter(root / "cache", meta)
-    for k in writer.pending_shards():
-        r = writer.shard_range(k)
-        writer.write_shard(k, rng.integers(0, tokenizer.vocab_size, size=(len(r), *GRID)),
-                           np.arange(r.start, r.stop) % classes, [f"v{i}" for i in r])
-    writer.finalize()
+    ids = rng.integers(0, tokenizer.vocab_size, size=(n, *GRID))
+    write_token_cache(root / "cache", ids, np.arange(n) % classes, tokenizer.vocab_size, classes, frames=17,
+                      resolution=(32, 32), shard_size=16)
     module = NBPModule(preset="tiny", overrides=dict(block=[1, 1, 8], first_block="hybrid", condition="class",
                                                      n_layer=1, n_head=2, n_embd=32, dropout=0.0), warmup_steps=0)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=2, default_root_dir=root, logger=False,

@@ -9,8 +9,9 @@ import torch
 from lightning_modules.nbp_module import NBPModule
 from lightning_modules.token_data import TokenDataModule
 from nbp.errors import UserError
-from nbp.token_cache import CacheMeta, TokenCache, TokenCacheWriter
+from nbp.token_cache import TokenCache
 from nbp.token_windows import TokenWindows, window_offsets
+from tests.token_caches import write_token_cache
 
 CLIP = (7, 2, 2)  # latent frames of the long clips
 VOCAB, CLASSES = 8, 3
@@ -24,15 +25,8 @@ def write_long_cache(root, n=24, clip=CLIP):
     labels = np.arange(n) % CLASSES
     ids = np.broadcast_to((2 + labels)[:, None, None, None], (n, *clip)).copy()
     ids[:, 0] = 1
-    meta = CacheMeta(tokenizer_sha256="0" * 64, tokenizer_config={}, vocab_size=VOCAB, grid=clip,
-                     frames=1 + 4 * (clip[0] - 1), fps=8, resolution=(8, 8), dataset={"kind": "test"},
-                     shard_size=10, num_source_items=n, num_classes=CLASSES)
-    writer = TokenCacheWriter(root, meta)
-    for k in writer.pending_shards():
-        r = writer.shard_range(k)
-        writer.write_shard(k, ids[r.start:r.stop], labels[r.start:r.stop], [f"v{i}" for i in r])
-    writer.finalize()
-    return root
+    return write_token_cache(root, ids, labels, VOCAB, CLASSES, frames=1 + 4 * (clip[0] - 1), resolution=(8, 8),
+                             shard_size=10)
 
 
 @pytest.fixture(scope="module")
