@@ -211,7 +211,7 @@ def tokens_to_video(tokenizer, grid: torch.Tensor, dtype=None) -> torch.Tensor:
     return pixels.to_uint8(pixels.model_to_unit(tokenizer.decode(grid, dtype=dtype)))
 
 
-def _generator_for(device, generator, seed):
+def generator_for(device, generator, seed):
     if generator is not None or seed is None:
         return generator
     return torch.Generator(device=device).manual_seed(int(seed))
@@ -276,5 +276,5 @@ def generate(
     if tokenizer is not None:
         check_compatible(model, tokenizer)
     grid, _ = generate_tokens(model, tokenizer, cond, num, frames=frames, controls=controls,
-                              generator=_generator_for(device, generator, seed), compile=compile, dtype=dtype)
+                              generator=generator_for(device, generator, seed), compile=compile, dtype=dtype)
     return grid if tokenizer is None else tokens_to_video(tokenizer, grid, dtype)

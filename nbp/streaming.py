@@ -17,7 +17,7 @@ import torch
 
 from nbp import pixels
 from nbp.errors import UserError
-from nbp.sampling import _generator_for, check_compatible, iter_token_frames
+from nbp.sampling import generator_for, check_compatible, iter_token_frames
 from nbp.sampling_controls import SamplingControls
 from tokenizer.streaming import StreamingDecoder
 
@@ -52,7 +52,7 @@ def stream(
                                 cfg_scale=cfg_scale, cfg_ramp=cfg_ramp)
     device = next(model.parameters()).device
     return stream_frames(model, tokenizer, cond, num, frames=frames, controls=controls,
-                         generator=_generator_for(device, generator, seed), compile=compile, dtype=dtype)
+                         generator=generator_for(device, generator, seed), compile=compile, dtype=dtype)
 
 
 def stream_frames(model, tokenizer, cond=None, num: int | None = None, *, frames: int | None = None,

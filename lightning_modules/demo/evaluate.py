@@ -102,7 +102,7 @@ def read_back(paths: list[str]) -> torch.Tensor:
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3)
 
 
-def _clips(videos: torch.Tensor) -> np.ndarray:
+def as_clips(videos: torch.Tensor) -> np.ndarray:
     return videos.permute(0, 2, 3, 4, 1).numpy()  # uint8 (B, C, T, H, W) -> (B, T, H, W, C)
 
 
@@ -110,14 +110,14 @@ def colours_right(videos: torch.Tensor, objects: list[int]) -> float:
     """Fraction of uint8 (B, C, T, H, W) synthetic-class videos showing exactly their class's colours
     over the whole clip: `object_colours(objects[b])` (`shown_colours`). An object that
     changes colour, vanishes or is drawn in a colour of another class fails it."""
-    clips = _clips(videos)
+    clips = as_clips(videos)
     return sum(shown_colours(clip) == object_colours(n) for clip, n in zip(clips, objects)) / max(len(clips), 1)
 
 
 def object_count_hits(videos: torch.Tensor, objects: list[int]) -> np.ndarray:
     """bool, one per frame of uint8 (B, C, T, H, W) videos: does it show exactly its clip's number of
     objects (`count_objects`)? A missing object, a duplicate or one broken in two fails the frame."""
-    return np.concatenate([count_objects(clip) == n for clip, n in zip(_clips(videos), objects)])
+    return np.concatenate([count_objects(clip) == n for clip, n in zip(as_clips(videos), objects)])
 
 
 def objects_right(videos: torch.Tensor, objects: list[int]) -> float:
@@ -129,14 +129,14 @@ def counts_right(videos: torch.Tensor, objects: list[int]) -> float:
     """Fraction of uint8 (B, C, T, H, W) videos whose most frequent per-frame object count (a tie goes
     to the smaller) is their class's: what a person watching the clip sees, where `objects_right`
     also counts every one-frame flicker."""
-    hits = [np.bincount(count_objects(clip)).argmax() == n for clip, n in zip(_clips(videos), objects)]
+    hits = [np.bincount(count_objects(clip)).argmax() == n for clip, n in zip(as_clips(videos), objects)]
     return float(np.mean(hits)) if hits else 0.0
 
 
 def shape_hits(videos: torch.Tensor, squares: list[bool]) -> np.ndarray:
     """bool, one per uint8 (B, C, T, H, W) video: do its objects have the expected shape (`looks_square`)?
     A clip where no object is ever seen whole has no shape to see, so it fails."""
-    return np.array([looks_square(clip) is square for clip, square in zip(_clips(videos), squares)], dtype=bool)
+    return np.array([looks_square(clip) is square for clip, square in zip(as_clips(videos), squares)], dtype=bool)
 
 
 def shapes_right(videos: torch.Tensor, squares: list[bool]) -> float:
@@ -149,7 +149,7 @@ def samples_right(videos: torch.Tensor, objects: list[int], squares: list[bool])
     colours all clip long and its shape. What a person checks a sample for."""
     if not len(videos):
         return 0.0
-    clips = _clips(videos)
+    clips = as_clips(videos)
     counts = [np.bincount(count_objects(clip)).argmax() == n for clip, n in zip(clips, objects)]
     colours = [shown_colours(clip) == object_colours(n) for clip, n in zip(clips, objects)]
     shapes = shape_hits(videos, squares)
@@ -235,7 +235,7 @@ def object_tracking(predicted: torch.Tensor, real: torch.Tensor) -> dict:
     prediction scores higher than one with every object slightly off.
     """
     def centres(videos: torch.Tensor) -> np.ndarray:
-        return np.stack([object_centres(clip) for clip in _clips(videos)])  # B T K 2
+        return np.stack([object_centres(clip) for clip in as_clips(videos)])  # B T K 2
 
     truth, guess = centres(real), centres(predicted)
     present = ~np.isnan(truth[..., 0])

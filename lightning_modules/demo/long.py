@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lightning_modules.demo import settings as demo
-from lightning_modules.demo.evaluate import _clips, mosaic, object_count_hits, read_back, seeded_generator
+from lightning_modules.demo.evaluate import as_clips, mosaic, object_count_hits, read_back, seeded_generator
 from lightning_modules.demo.judges import object_centres, shown_colours
 from lightning_modules.demo.runner import Budget, StageRunner, log
 from nbp.data import DatasetConfig, build_dataset
@@ -105,7 +105,7 @@ def motion(videos: torch.Tensor) -> dict:
     move in px, and `jumps`, the fraction of moves longer than half an object (a real object moves
     at most 3 px per frame at 64 px, 1/13 of its side per axis)."""
     steps = []
-    for clip in _clips(videos):
+    for clip in as_clips(videos):
         centres = object_centres(clip)  # T K 2
         step = np.linalg.norm(centres[1:] - centres[:-1], axis=-1)
         steps.append(step[~np.isnan(step)])
@@ -127,7 +127,7 @@ def judge(videos: torch.Tensor, labels: list[int], frames: slice = slice(None)) 
     step = demo.FRAMES - 1
     stretches = [slice(a, a + demo.FRAMES) for a in range(0, max(part.shape[2] - 1, 1), step)]
     colours = [shown_colours(clip[s]) == object_colours(n)
-               for clip, n in zip(_clips(part), objects) for s in stretches]
+               for clip, n in zip(as_clips(part), objects) for s in stretches]
     by_stretch = [float(object_count_hits(part[:, :, s], objects).mean()) for s in stretches]
     return {"frames": part.shape[2], "objects_right": float(object_count_hits(part, objects).mean()),
             "colours_right": float(np.mean(colours)), "objects_by_stretch": by_stretch, **motion(part)}
@@ -201,7 +201,7 @@ def stage_long_frame_prediction(folder: Path, model_path: str, tokenizer_path: P
     grids = list(iter_token_frames(model, tokenizer, real[:, :, :context], frames=LONG_FRAMES,
                                    controls=demo.FRAME_SAMPLING, generator=generator))
     predicted = tokens_to_video(tokenizer, torch.stack(grids, dim=1)).cpu()
-    truth, guess = (np.stack([object_centres(clip) for clip in _clips(v)]) for v in (real, predicted))
+    truth, guess = (np.stack([object_centres(clip) for clip in as_clips(v)]) for v in (real, predicted))
     frozen = np.repeat(truth[:, context - 1:context], truth.shape[1], axis=1)
     per_frame = {name: _frame_errors(truth, other) for name, other in (("predicted", guess), ("frozen", frozen))}
     folder.mkdir(parents=True, exist_ok=True)
