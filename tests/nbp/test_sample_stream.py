@@ -97,9 +97,17 @@ def test_ctrl_c_keeps_a_playable_partial_and_says_where(checkpoints, tmp_path):
                        "--classes", "2", "--stream", "true", "--device", "cpu", "--out", "out", cwd=tmp_path)
     partial, final = tmp_path / "out" / "ThreeSquares_00.partial.mp4", tmp_path / "out" / "ThreeSquares_00.mp4"
     deadline = time.time() + 120
-    while not partial.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # a few latent frames further
+
+    def size() -> int:
+        return partial.stat().st_size if partial.exists() else 0
+
+    # interrupt as soon as frames have been flushed after the file's header: a fixed wait here let a
+    # quiet, fast machine finish the whole stream first
+    while size() == 0 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    header = size()
+    while size() <= header and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     assert proc.poll() is None, "the stream ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
